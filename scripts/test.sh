@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds Ember (release preset) and runs the whole test suite.
+# With EMBER_ASAN=1 (the default under CI) the suite also runs once more under
+# AddressSanitizer + UndefinedBehaviorSanitizer (debug-asan preset).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+jobs=$(nproc)
+
+cmake --preset release >/dev/null
+cmake --build --preset release -j "$jobs"
+ctest --preset release -j "$jobs"
+
+if [ "${EMBER_ASAN:-${CI:-0}}" != "0" ] && [ "${EMBER_ASAN:-1}" != "0" ]; then
+  cmake --preset debug-asan >/dev/null
+  cmake --build --preset debug-asan -j "$jobs"
+  ctest --preset debug-asan -j "$jobs"
+fi
