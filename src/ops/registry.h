@@ -68,6 +68,9 @@ struct OpArg {
   static OpArg of_spec(TensorSpec spec);  // a tensor argument in infer mode
 };
 
+// "Tensor", "int[]", "None", ... (for error messages).
+const char* arg_kind_name(OpArg::Kind kind);
+
 // A call of one op on one node: named arguments, with schema defaults already applied.
 class OpCall {
  public:
@@ -114,6 +117,7 @@ struct SchemaArg {
   std::string type;                  // "Tensor", "Tensor?", "int[]", "SymInt[2]", "Scalar", "ScalarType?", ...
   std::optional<std::string> default_value;  // as written in the schema ("None", "1", "[0, 0]", "False")
   bool kwarg_only = false;
+  std::string alias;  // alias annotation without parentheses: "a!" for "Tensor(a!)", else empty
 };
 struct Schema {
   std::string name;       // "aten::conv2d"
