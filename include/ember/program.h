@@ -130,6 +130,7 @@ enum class ArgKind {
   kComplex,
   kIntLists,
   kStringToArgument,
+  kNestedTensors,  // as_nested_tensors (list of tensor lists); added after the others
 };
 // The JSON key of a kind: "as_tensor", "as_ints", ...
 const char* arg_kind_key(ArgKind k);
@@ -143,7 +144,9 @@ const char* arg_kind_key(ArgKind k);
 //   kSymInt/kSymBool/kSymFloat: sym                    kSym*s: syms
 //   kDevice: device          kCustomObj: name + class_fqn
 //   kGraph: graph            kComplex: f (real) + f_imag   kIntLists: int_lists
-//   kStringToArgument: string_to_arg
+//   kStringToArgument: string_to_arg                   kNestedTensors: nested_names
+// `unknown` keeps fields Ember does not know of the payload object of kTensor, kCustomObj,
+// kGraph, kComplex and kDevice (the other payloads are scalars or lists).
 struct Argument {
   ArgKind kind = ArgKind::kNone;
   std::string name;
@@ -165,6 +168,8 @@ struct Argument {
   GraphArgument graph;
   std::vector<std::vector<int64_t>> int_lists;
   std::vector<std::pair<std::string, Argument>> string_to_arg;
+  std::vector<std::vector<std::string>> nested_names;
+  Json unknown;
 
   static Argument tensor(std::string name);
   static Argument tensors(std::vector<std::string> names);
@@ -356,6 +361,14 @@ TensorMeta parse_tensor_meta(const Json& j, const std::string& where);
 Json tensor_meta_to_json(const TensorMeta& meta);
 Json argument_to_json(const Argument& arg);
 Argument parse_argument(const Json& j, const std::string& where);
+
+// JSON text -> Json, keeping key order, rejecting duplicate keys and nesting deeper than
+// kMaxJsonDepth. Errors (kCorrupt / kLimitExceeded) name `source` and the byte offset.
+inline constexpr int kMaxJsonDepth = 256;
+Json parse_json(std::string_view text, const std::string& source);
+// Json -> text the way Python's json.dumps writes it by default (", " / ": " separators,
+// non-ASCII escaped, non-finite floats as NaN / Infinity): used for pytree contexts.
+std::string python_json_dumps(const Json& j);
 
 // Structural checks beyond the schema: every value a node, a graph output or the
 // signature names is defined exactly once before use; signature args are graph inputs;
