@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <functional>
+
 #include "archive/test_util.h"
 #include "ember/archive.h"
 
