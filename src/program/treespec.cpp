@@ -32,6 +32,20 @@ TreeSpec::Kind kind_of_type(const std::string& type) {
   return TreeSpec::Kind::kOther;
 }
 
+// Types without their own context serializer store json.dumps(context) as a string;
+// namedtuple (the class name), defaultdict (an object) and types registered elsewhere
+// store what their to_dumpable_context returned, which Ember keeps verbatim.
+bool context_is_json_text(TreeSpec::Kind k) {
+  switch (k) {
+    case TreeSpec::Kind::kNone:
+    case TreeSpec::Kind::kTuple:
+    case TreeSpec::Kind::kList:
+    case TreeSpec::Kind::kDict:
+    case TreeSpec::Kind::kOrderedDict: return true;
+    default: return false;
+  }
+}
+
 TreeSpec read_node(const Json& j, const Where& w) {
   detail::expect_object(j, w);
   TreeSpec spec;
@@ -46,9 +60,13 @@ TreeSpec read_node(const Json& j, const Where& w) {
   }
   spec.type = detail::read_string(type, w.field("type"));
   spec.kind = kind_of_type(spec.type);
-  if (!context.is_null()) {
-    std::string ctx_where = w.field("context").str();
-    spec.context = parse_json(detail::read_string(context, w.field("context")), ctx_where);
+  if (context_is_json_text(spec.kind)) {
+    if (!context.is_null()) {
+      std::string ctx_where = w.field("context").str();
+      spec.context = parse_json(detail::read_string(context, w.field("context")), ctx_where);
+    }
+  } else {
+    spec.context = context;  // a registered type's own dumpable context, kept as written
   }
   spec.children.reserve(children.size());
   for (size_t i = 0; i < children.size(); ++i) spec.children.push_back(read_node(children[i], w.field("children_spec").index(i)));
@@ -81,7 +99,7 @@ Json node_to_json(const TreeSpec& spec) {
     return out;
   }
   out["type"] = spec.type;
-  out["context"] = python_json_dumps(spec.context);
+  out["context"] = context_is_json_text(spec.kind) ? Json(python_json_dumps(spec.context)) : spec.context;
   Json children = Json::array();
   for (const auto& c : spec.children) children.push_back(node_to_json(c));
   out["children_spec"] = std::move(children);

