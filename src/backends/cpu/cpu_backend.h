@@ -1,0 +1,137 @@
+// The CPU backend: builds an engine from an EngineGraph (a fused, partitioned subgraph the
+// compiler hands over) and runs engines it built.
+//
+// Build (compiler side, may take time): chooses an implementation for every op (oneDNN
+// primitives where oneDNN has them, Ember's reference kernels otherwise; where several fit
+// it times them and keeps the fastest), chooses activation layouts (e.g. blocked formats
+// kept across a chain of convolutions, reorders only at the boundaries), reorders weights
+// into the layout the chosen kernel wants, and plans memory (one arena, buffers reused
+// by lifetime). Everything it decides goes into the engine bytes (engine.h container:
+// "meta" + "plan" + "weights").
+//
+// Load (runtime side, fast): parses the plan, maps the weights zero-copy, creates kernels
+// from the stored descriptors — no timing, no weight reordering — and checks the engine's
+// target against the host (compat policy).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ember/engine.h"
+#include "ember/program.h"
+#include "ember/tensor.h"
+
+namespace ember::cpu {
+
+// ---------------------------------------------------------------- build input
+
+// A value flowing through the engine graph. Dims < 0 are dynamic; `symbols[i]` names the
+// shape symbol of dim i ("s77") when dynamic, and `ranges` in EngineGraph bound it.
+struct EngineValue {
+  std::string name;  // graph value name, for messages and I/O binding names
+  DType dtype = DType::kFloat32;
+  Shape dims;
+  std::vector<std::string> symbols;  // same length as dims; empty strings for static dims
+};
+
+// A post-op fused into a conv/linear/matmul (applied in order, as oneDNN post-ops).
+struct PostOp {
+  enum class Kind { kEltwise, kSum, kBinaryAdd, kBinaryMul };
+  Kind kind = Kind::kEltwise;
+  std::string alg;        // kEltwise: "relu", "gelu_erf", "gelu_tanh", "silu", "sigmoid", "tanh",
+                          //   "hardswish", "hardsigmoid", "clip" (alpha=min, beta=max), "linear"
+  float alpha = 0.f;
+  float beta = 0.f;
+  int value = -1;         // kSum / kBinary*: the value id of the other operand (same shape as
+                          //   the output for kSum; broadcastable for kBinary*)
+  float scale = 1.f;      // kSum scale
+};
+
+// One (possibly fused) operation. `op` names what to compute:
+//   "conv2d"      inputs {x}; constants {weight, bias?}; attrs stride[2], padding[2] (or
+//                 padding[4]: top, left, bottom, right), dilation[2], groups
+//   "linear"      inputs {x}; constants {weight [out, in], bias?}   (y = x W^T + b)
+//   "matmul"      inputs {a, b} (both runtime values), attrs none (torch.matmul semantics)
+//   "max_pool2d"  inputs {x}; attrs kernel[2], stride[2], padding[2], dilation[2], ceil_mode
+//   "avg_pool2d"  inputs {x}; attrs kernel, stride, padding, ceil_mode, count_include_pad
+//   "adaptive_avg_pool2d"  inputs {x}; attrs output_size[2]
+//   "eltwise"     inputs {x}; attrs alg/alpha/beta as in PostOp
+//   "binary"      inputs {a, b} broadcasting; attrs alg: "add" | "sub" | "mul" | "div" | "max" | "min"
+//   "softmax", "log_softmax"  inputs {x}; attrs dim
+//   "layer_norm"  inputs {x}; constants {weight?, bias?}; attrs normalized_shape, eps
+//   "reference"   any op of the ops registry: attrs target (e.g. "torch.ops.aten.permute.default")
+//                 and args: a JSON array of the node's named arguments in ir::argument_to_json
+//                 form, where tensor arguments name values as "%<id>" (runtime values) or
+//                 "$<k>" (constants[k]); outputs map the op's tensor outputs in order.
+// `post_ops` apply to conv2d / linear / matmul (and eltwise/binary chains the builder may merge).
+struct FusedOp {
+  std::string op;
+  nlohmann::json attrs = nlohmann::json::object();
+  std::vector<int> inputs;        // value ids
+  std::vector<int> outputs;       // value ids
+  std::vector<Tensor> constants;  // weights, already folded (BN folded into conv, ...)
+  std::vector<PostOp> post_ops;
+  std::string name;               // originating node name(s), for messages and profiling
+};
+
+struct SymbolRange {
+  int64_t min = 1;
+  int64_t max = INT64_MAX;
+};
+
+struct EngineGraph {
+  std::string name;                       // "engine_0"
+  std::vector<EngineValue> values;
+  std::vector<int> inputs;                // value ids bound to the engine's inputs, in order
+  std::vector<int> outputs;               // value ids returned, in order
+  std::vector<FusedOp> ops;               // topological order
+  std::map<std::string, SymbolRange> ranges;  // shape symbol -> range
+};
+
+struct BuildOptions {
+  int threads = 0;              // 0: all cores (for timing tactics)
+  bool time_tactics = true;     // false: take oneDNN's first choice (faster builds, tests)
+  int timing_iterations = 5;
+  // Progress callback (e.g. "engine_0: conv2d layer1.0.conv1: 3 tactics, picked jit:avx2 blocked").
+  std::function<void(const std::string&)> progress;
+};
+
+// Returns the complete engine file (engine.h container). Throws kUnsupported naming the
+// op when something cannot be built.
+std::shared_ptr<Storage> build_engine(const EngineGraph& graph, const BuildOptions& options = {});
+
+// Whether the CPU backend can put `op` (a normalized op name + dtypes) into an engine;
+// the compiler's partitioner asks this. `reason` receives why not.
+bool supports(const FusedOp& op, const std::vector<EngineValue>& values, std::string* reason = nullptr);
+
+// ---------------------------------------------------------------- runtime
+
+struct RunOptions {
+  int threads = 0;  // 0: default (all cores)
+};
+
+class Engine {
+ public:
+  // Parses `bytes` (a standalone engine file, or the uint8 constant of an .ep), checks
+  // compatibility with this host (errors thrown, warnings logged), and prepares kernels
+  // from the stored descriptors. Never rebuilds or times anything.
+  static std::shared_ptr<const Engine> load(std::shared_ptr<Storage> bytes, const std::string& source,
+                                            EngineVerification verification = EngineVerification::kFull);
+  virtual ~Engine() = default;
+
+  virtual const EngineMeta& meta() const = 0;
+  // Runs on `inputs` (validated against the I/O bindings: dtype, rank, dims within range)
+  // and returns the outputs (owned, contiguous). Thread-safe: concurrent calls allowed.
+  virtual std::vector<Tensor> run(const std::vector<Tensor>& inputs, const RunOptions& options = {}) const = 0;
+  // Human-readable summary of the plan (steps, kernels chosen, arena size).
+  virtual std::string describe() const = 0;
+};
+
+}  // namespace ember::cpu
