@@ -10,5 +10,6 @@ namespace ember::cli {
 // code in `*exit_code`.
 void add_inspect_command(CLI::App& app, int* exit_code);
 void add_run_command(CLI::App& app, int* exit_code);
+void add_check_command(CLI::App& app, int* exit_code);
 
 }  // namespace ember::cli

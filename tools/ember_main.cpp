@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   ember::cli::add_inspect_command(app, &exit_code);
   ember::cli::add_run_command(app, &exit_code);
+  ember::cli::add_check_command(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
