@@ -21,7 +21,8 @@ OpArg OpArg::of_list(std::vector<Tensor> ts) {
   OpArg a;
   a.kind = Kind::kTensorList;
   a.specs.reserve(ts.size());
-  for (const Tensor& t : ts) a.specs.push_back(t.defined() ? TensorSpec{t.dtype(), t.sizes()} : TensorSpec{DType::kUnknown, {}});
+  for (const Tensor& t : ts)
+    a.specs.push_back(t.defined() ? TensorSpec{t.dtype(), t.sizes()} : TensorSpec{DType::kUnknown, {}});
   a.tensors = std::move(ts);
   return a;
 }
@@ -63,19 +64,32 @@ OpArg OpArg::of_spec(TensorSpec spec) {
 
 const char* arg_kind_name(OpArg::Kind k) {
   switch (k) {
-    case OpArg::Kind::kNone: return "None";
-    case OpArg::Kind::kTensor: return "Tensor";
-    case OpArg::Kind::kTensorList: return "Tensor[]";
-    case OpArg::Kind::kOptTensorList: return "Tensor?[]";
-    case OpArg::Kind::kInt: return "int";
-    case OpArg::Kind::kIntList: return "int[]";
-    case OpArg::Kind::kFloat: return "float";
-    case OpArg::Kind::kFloatList: return "float[]";
-    case OpArg::Kind::kBool: return "bool";
-    case OpArg::Kind::kBoolList: return "bool[]";
-    case OpArg::Kind::kString: return "str";
-    case OpArg::Kind::kDType: return "ScalarType";
-    case OpArg::Kind::kDevice: return "Device";
+    case OpArg::Kind::kNone:
+      return "None";
+    case OpArg::Kind::kTensor:
+      return "Tensor";
+    case OpArg::Kind::kTensorList:
+      return "Tensor[]";
+    case OpArg::Kind::kOptTensorList:
+      return "Tensor?[]";
+    case OpArg::Kind::kInt:
+      return "int";
+    case OpArg::Kind::kIntList:
+      return "int[]";
+    case OpArg::Kind::kFloat:
+      return "float";
+    case OpArg::Kind::kFloatList:
+      return "float[]";
+    case OpArg::Kind::kBool:
+      return "bool";
+    case OpArg::Kind::kBoolList:
+      return "bool[]";
+    case OpArg::Kind::kString:
+      return "str";
+    case OpArg::Kind::kDType:
+      return "ScalarType";
+    case OpArg::Kind::kDevice:
+      return "Device";
   }
   return "?";
 }
@@ -212,9 +226,12 @@ double OpCall::scalar(std::string_view name, bool* is_integral) const {
   expect_kind(*this, name, a, {OpArg::Kind::kInt, OpArg::Kind::kFloat, OpArg::Kind::kBool}, "Scalar");
   if (is_integral) *is_integral = a.kind != OpArg::Kind::kFloat;
   switch (a.kind) {
-    case OpArg::Kind::kInt: return static_cast<double>(a.i);
-    case OpArg::Kind::kBool: return a.b ? 1.0 : 0.0;
-    default: return a.f;
+    case OpArg::Kind::kInt:
+      return static_cast<double>(a.i);
+    case OpArg::Kind::kBool:
+      return a.b ? 1.0 : 0.0;
+    default:
+      return a.f;
   }
 }
 

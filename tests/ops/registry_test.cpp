@@ -33,8 +33,7 @@ TEST(ParseSchema, Conv2d) {
 }
 
 TEST(ParseSchema, KwargOnlyAliasesAndDefaults) {
-  Schema s = parse_schema(
-      "aten::add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)");
+  Schema s = parse_schema("aten::add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)");
   EXPECT_EQ(s.name, "aten::add_");
   EXPECT_EQ(s.overload, "Tensor");
   ASSERT_EQ(s.args.size(), 3u);
@@ -89,7 +88,8 @@ TEST(ParseSchema, ListsAndMultipleReturns) {
   Schema sp = parse_schema("split.Tensor(Tensor(a -> *) self, SymInt split_size, int dim=0) -> Tensor(a)[]");
   EXPECT_EQ(sp.args[0].alias, "a -> *");
   EXPECT_EQ(sp.returns, (std::vector<std::string>{"Tensor[]"}));
-  Schema o = parse_schema("sum.dim_IntList(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor");
+  Schema o = parse_schema(
+      "sum.dim_IntList(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor");
   EXPECT_EQ(o.args[1].type, "int[1]?");
   Schema n = parse_schema("_foreach_zero_(Tensor(a!)[] self) -> ()");
   EXPECT_EQ(n.args[0].type, "Tensor[]");
@@ -103,10 +103,10 @@ TEST(ParseSchema, ListsAndMultipleReturns) {
 }
 
 TEST(ParseSchema, RejectsMalformed) {
-  for (const char* bad : {"relu Tensor self -> Tensor", "relu(Tensor self -> Tensor", "relu(Tensor self)",
-                          "relu(Tensor) -> Tensor", "relu(Tensor self, Tensor self) -> Tensor",
-                          "relu(Tensor self=) -> Tensor", "relu(Ten$or self) -> Tensor", "relu(Tensor self) ->",
-                          "f(int[x] a) -> Tensor", "f(Tensor a, *, *, int b) -> Tensor"}) {
+  for (const char* bad :
+       {"relu Tensor self -> Tensor", "relu(Tensor self -> Tensor", "relu(Tensor self)", "relu(Tensor) -> Tensor",
+        "relu(Tensor self, Tensor self) -> Tensor", "relu(Tensor self=) -> Tensor", "relu(Ten$or self) -> Tensor",
+        "relu(Tensor self) ->", "f(int[x] a) -> Tensor", "f(Tensor a, *, *, int b) -> Tensor"}) {
     std::string msg;
     EXPECT_EQ(code_of([&] { parse_schema(bad); }, &msg), ErrorCode::kInvalidArgument) << bad;
     EXPECT_NE(msg.find("schema"), std::string::npos) << msg;
