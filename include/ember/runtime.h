@@ -1,0 +1,97 @@
+// Loading and running exported programs.
+//
+//   ember::Program p = ember::Program::load("model.pt2");
+//   ember::Value out = p.run(ember::Value::tuple({x, y}));   // PyTorch-style pytree in and out
+//   std::vector<ember::Tensor> flat = p.run_flat({x, y});      // flattened user outputs
+//
+// load() resolves every graph node against the op registry (all unsupported ops are
+// reported at once), checks node arguments against the op schemas, binds parameters,
+// buffers and constants from the archive and precomputes an execution plan (value slots,
+// last uses so dead intermediates are freed as soon as possible). run() validates the
+// user inputs (count, dtype, rank, static dims, symbolic dims within their ranges and
+// consistent across inputs) before any kernel runs.
+//
+// Thread safety: a Program is an immutable, shared handle; run() and run_flat() may be
+// called concurrently (all per-run state is local to the call). Buffer mutations (a graph
+// that updates a buffer, e.g. BatchNorm running stats in training mode) are committed at the
+// end of each run under a lock, so each run sees a consistent snapshot.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ember/program.h"
+#include "ember/pt2.h"
+#include "ember/tensor.h"
+#include "ember/value.h"
+
+namespace ember {
+
+struct LoadOptions {
+  // Model inside the archive; empty: "model", or the only model there is.
+  std::string model_name;
+  bool verify_crc = false;
+};
+
+// One dimension of a user input/output: a constant, or a symbol with its range.
+struct DimInfo {
+  bool is_symbolic = false;
+  int64_t value = 0;        // constant size, when !is_symbolic
+  std::string symbol;       // "s77"; for compound expressions the expression text ("2*s77")
+  bool is_expression = false;  // symbolic but not a plain symbol (not checked against a range)
+  int64_t min = 0;          // range from range_constraints (inclusive); max may be INT64_MAX
+  int64_t max = INT64_MAX;
+  std::optional<int64_t> hint;  // example value recorded at export time
+};
+
+struct TensorInfo {
+  std::string name;          // forward argument name for inputs when known, else the graph value name
+  std::string graph_name;    // the graph value name ("x", "add", ...)
+  bool is_tensor = true;     // false: a non-tensor leaf (int, float, bool, None, string)
+  DType dtype = DType::kFloat32;
+  std::vector<DimInfo> sizes;
+  // "float32 [s77 in 1..64, 32]"
+  std::string to_string() const;
+  // Concrete sizes when no dim is symbolic.
+  std::optional<Shape> static_shape() const;
+};
+
+class Program {
+ public:
+  // Reads a .pt2 archive and prepares `options.model_name`.
+  static Program load(const std::string& path, const LoadOptions& options = {});
+  // Prepares a model of an archive already in memory (the archive's tensors stay shared).
+  static Program from_archive(const Pt2Archive& archive, const LoadOptions& options = {});
+  // Prepares one model; `source` names it in messages ("model.pt2:model").
+  static Program from_model(const Pt2Model& model, const std::string& source);
+
+  // Flattened user inputs / outputs in pytree order.
+  const std::vector<TensorInfo>& inputs() const;
+  const std::vector<TensorInfo>& outputs() const;
+  // The root call signature's specs: in_spec = (args tuple, kwargs dict).
+  const ir::TreeSpec& in_spec() const;
+  const ir::TreeSpec& out_spec() const;
+  const ir::ExportedProgram& exported_program() const;
+  const std::string& source() const;
+  size_t num_nodes() const;
+
+  // `args`: the positional arguments as a tuple; when the program takes keyword
+  // arguments, the pair (args tuple, kwargs dict) like PyTorch's in_spec. Returns the
+  // output pytree built from out_spec.
+  Value run(const Value& args) const;
+  // Flattened user inputs -> flattened user outputs (non-tensor outputs as 0-d tensors).
+  std::vector<Tensor> run_flat(const std::vector<Tensor>& user_inputs) const;
+  // The checks run() does first; throws kInvalidArgument / kShapeMismatch / kDTypeMismatch.
+  void validate_inputs(const std::vector<Value>& flat_inputs) const;
+
+  struct Impl;
+
+ private:
+  explicit Program(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace ember
