@@ -139,7 +139,9 @@ TEST_P(Pt2Fixture, ReadWriteReadIsLossless) {
   for (const auto& m : a.models)
     for (const auto* list : {&m.weights, &m.constants})
       for (const auto& e : *list)
-        if (e.tensor.defined()) EXPECT_FALSE(e.tensor.storage()->owned()) << e.fqn;
+        if (e.tensor.defined()) {
+          EXPECT_FALSE(e.tensor.storage()->owned()) << e.fqn;
+        }
   TempDir dir;
   std::string out = dir.file(name + ".pt2");
   write_pt2(a, out);
