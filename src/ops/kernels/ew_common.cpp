@@ -4,7 +4,7 @@
 
 namespace ember::ops::ew {
 
-std::string where(const OpCall& c) { return cat("node ", c.node(), " (", c.target(), "): "); }
+std::string where(const OpCall& c) { return cat("node '", c.node(), "' (", c.target(), "): "); }
 
 std::optional<ScalarValue> opt_scalar_value(const OpCall& c, std::string_view name) {
   if (!c.has(name)) return std::nullopt;

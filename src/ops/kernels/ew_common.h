@@ -110,7 +110,7 @@ decltype(auto) dispatch(DType dtype, F&& f) {
 
 // ---------------------------------------------------------------- call helpers
 
-// "node add_3 (torch.ops.aten.add.Tensor): " prefix for messages.
+// "node 'add_3' (torch.ops.aten.add.Tensor): " prefix for messages, as OpCall::fail_arg writes it.
 std::string where(const OpCall& c);
 
 template <typename... Args>

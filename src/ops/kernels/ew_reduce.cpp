@@ -1,5 +1,5 @@
 // Reductions: sum, mean, prod, amax/amin, max/min (values + indices), argmax/argmin,
-// var/std, any/all, and cumsum. Each output element is reduced sequentially in a fixed
+// var/std and any/all. Each output element is reduced sequentially in a fixed
 // order (floats accumulate in double), so results are deterministic.
 #include <algorithm>
 #include <cmath>
@@ -361,50 +361,6 @@ Tensor any_run(const OpCall& c, int mode, bool is_any) {
   return out;
 }
 
-// ---------------------------------------------------------------- cumsum
-
-TensorSpec cumsum_infer(const OpCall& c) {
-  const TensorSpec& in = c.spec("self");
-  norm_dim(c, c.int_arg("dim"), static_cast<int64_t>(in.sizes.size()));
-  return {accumulate_out_dtype(c, in.dtype, Kind::kSum), in.sizes};
-}
-
-Tensor cumsum_run(const OpCall& c) {
-  const Tensor& self = c.tensor("self");
-  TensorSpec spec = cumsum_infer(c);
-  int64_t dim = norm_dim(c, c.int_arg("dim"), self.dim());
-  Tensor in = cast(self, is_floating(spec.dtype) ? spec.dtype : self.dtype());
-  Tensor out = Tensor::empty(self.sizes(), spec.dtype);
-  if (self.numel() == 0) return out;
-  std::vector<bool> red(static_cast<size_t>(self.dim()), false);
-  if (self.dim() > 0) red[dim] = true;
-  Plan p = make_plan(in, red);
-  Plan po = make_plan(out, red);
-  dispatch(in.dtype(), [&](auto in_tag) {
-    using T = decltype(in_tag);
-    using A = acc_t<T>;
-    dispatch(spec.dtype, [&](auto out_tag) {
-      using O = decltype(out_tag);
-      const T* data = base_ptr<T>(in);
-      O* dst = reinterpret_cast<O*>(out.storage()->data());
-      OffsetWalker ow(po.outer_sizes, po.outer_strides, 0);
-      for_each_output(in, p, [&](int64_t, auto&& visit) {
-        A acc = 0;
-        const int64_t ob = ow.offset();
-        const int64_t os = po.inner_strides.empty() ? 0 : po.inner_strides[0];
-        visit([&](int64_t off, int64_t j) {
-          if constexpr (std::is_same_v<A, int64_t>)
-            acc = static_cast<int64_t>(static_cast<uint64_t>(acc) + static_cast<uint64_t>(static_cast<int64_t>(data[off])));
-          else acc += static_cast<A>(load(data[off]));
-          dst[ob + j * os] = store<O>(acc);
-        });
-        ow.next();
-      });
-    });
-  });
-  return out;
-}
-
 template <typename I, typename K>
 void reg(Registry& r, const char* target, const char* schema, I infer, K kernel) {
   r.add(
@@ -478,8 +434,6 @@ EMBER_REGISTER_OPS(ew_reduce) {
   reg(r, "torch.ops.aten.all.dims", "all.dims(Tensor self, int[]? dim=None, bool keepdim=False) -> Tensor",
       [](const OpCall& c) { return any_infer(c, 2); }, [](const OpCall& c) { return any_run(c, 2, false); });
 
-  reg(r, "torch.ops.aten.cumsum.default", "cumsum(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor",
-      cumsum_infer, cumsum_run);
 }
 
 }  // namespace ember::ops::ew
