@@ -148,6 +148,16 @@ const char* arg_kind_key(ArgKind k);
 // `unknown` keeps fields Ember does not know of the payload object of kTensor, kCustomObj,
 // kGraph, kComplex and kDevice (the other payloads are scalars or lists).
 struct Argument {
+  // Declared here, defined out of line: Argument holds a vector of pairs of itself, and
+  // clang + libstdc++ cannot check pair<string, Argument> while Argument's implicit
+  // members are being generated.
+  Argument();
+  ~Argument();
+  Argument(const Argument&);
+  Argument(Argument&&) noexcept;
+  Argument& operator=(const Argument&);
+  Argument& operator=(Argument&&) noexcept;
+
   ArgKind kind = ArgKind::kNone;
   std::string name;
   std::vector<std::string> names;

@@ -74,6 +74,13 @@ const char* output_kind_key(OutputKind k) {
   return "unknown";
 }
 
+Argument::Argument() = default;
+Argument::~Argument() = default;
+Argument::Argument(const Argument&) = default;
+Argument::Argument(Argument&&) noexcept = default;
+Argument& Argument::operator=(const Argument&) = default;
+Argument& Argument::operator=(Argument&&) noexcept = default;
+
 Argument Argument::tensor(std::string name) {
   Argument a;
   a.kind = ArgKind::kTensor;
