@@ -583,6 +583,21 @@ EngineView EngineView::parse(std::shared_ptr<Storage> bytes, std::string source,
     for (const auto& sec : view.sections_) {
       if (sec.name != kSectionMeta) view.verify_section(sec.name);
     }
+    // Bytes outside the header, the table and the sections are alignment padding, which
+    // no checksum covers; the writer zeroes them, so anything else there is damage.
+    uint64_t cursor = table_end;
+    const uint8_t* base = view.storage_->data();
+    for (const auto* sec : by_offset) {
+      for (uint64_t k = cursor; k < sec->offset; ++k) {
+        EMBER_CHECK(base[k] == 0, ErrorCode::kChecksumMismatch, s, ": engine is corrupted: padding byte ", k,
+                    " before section '", sec->name, "' is ", static_cast<int>(base[k]), ", expected 0");
+      }
+      cursor = std::max(cursor, sec->offset + sec->size);
+    }
+    for (uint64_t k = cursor; k < file_size; ++k) {
+      EMBER_CHECK(base[k] == 0, ErrorCode::kChecksumMismatch, s, ": engine is corrupted: padding byte ", k,
+                  " after the last section is ", static_cast<int>(base[k]), ", expected 0");
+    }
   }
   const uint8_t* meta_bytes = view.storage_->data() + meta_info.offset;
   EMBER_CHECK(json_depth(meta_bytes, meta_info.size) <= kMaxJsonDepth, ErrorCode::kCorrupt, s,
