@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "ember/archive.h"
 #include "ember/pt2.h"
 
 namespace {
@@ -46,6 +47,27 @@ size_t weight_bytes(const ember::Pt2Archive& a) {
       if (e.tensor.defined()) n += e.tensor.storage()->nbytes();
   return n;
 }
+
+// The zip layer alone: mmap, central directory and local headers, name index.
+void BM_ZipOpenIndex(benchmark::State& state) {
+  for (auto _ : state) {
+    auto zip = ember::ZipReader::open(resnet_path());
+    benchmark::DoNotOptimize(zip->find("resnet18/models/model.json"));
+  }
+}
+BENCHMARK(BM_ZipOpenIndex)->Unit(benchmark::kMicrosecond);
+
+// Parsing models/model.json into the IR (most of read_pt2's time).
+void BM_ParseModelJson(benchmark::State& state) {
+  auto zip = ember::ZipReader::open(resnet_path());
+  const std::string text = zip->read_string(*zip->find("resnet18/models/model.json"));
+  for (auto _ : state) {
+    auto program = ember::ir::parse_exported_program(text, "model.json");
+    benchmark::DoNotOptimize(program.graph_module.graph.nodes.size());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * text.size()));
+}
+BENCHMARK(BM_ParseModelJson)->Unit(benchmark::kMillisecond);
 
 // mmap + parse the index, configs and model JSON; tensors are views into the mapping.
 void BM_OpenMmap(benchmark::State& state) {
