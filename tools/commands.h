@@ -11,5 +11,7 @@ namespace ember::cli {
 void add_inspect_command(CLI::App& app, int* exit_code);
 void add_run_command(CLI::App& app, int* exit_code);
 void add_check_command(CLI::App& app, int* exit_code);
+void add_compile_command(CLI::App& app, int* exit_code);
+void add_extract_command(CLI::App& app, int* exit_code);
 
 }  // namespace ember::cli

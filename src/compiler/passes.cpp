@@ -1,0 +1,336 @@
+// Lowering of one partition into a cpu::EngineGraph, with the graph passes:
+//   constant folding   nodes whose inputs are all constants were evaluated by analyze();
+//                      here they simply disappear (their values are constants of the ops
+//                      that read them)
+//   identity removal   dropout(eval) / contiguous / clone / alias / detach
+//   BatchNorm folding  eval BN after a conv whose output nothing else reads:
+//                      w' = w * gamma / sqrt(var + eps), b' = (b - mean) * gamma / sqrt(var + eps) + beta
+//   fusion             conv2d / linear / matmul + element-wise activations, then one residual
+//                      add (PostOp kSum when the other operand has the output's shape and dies
+//                      there, else kBinaryAdd), then activations after the add (relu)
+//   dead code          ops whose outputs nothing reads
+#include <algorithm>
+#include <cmath>
+
+#include "compiler/compiler_internal.h"
+#include "ember/error.h"
+
+namespace ember::compiler {
+namespace {
+
+// Rewrites every "%<id>" string inside a reference op's argument JSON.
+void remap_json(nlohmann::json& j, const std::function<int(int)>& map) {
+  if (j.is_string()) {
+    const std::string& s = j.get_ref<const std::string&>();
+    if (s.size() > 1 && s[0] == '%') j = cat("%", map(std::stoi(s.substr(1))));
+  } else if (j.is_array() || j.is_object()) {
+    for (auto& e : j) remap_json(e, map);
+  }
+}
+
+bool same_shape(const cpu::EngineValue& a, const cpu::EngineValue& b) {
+  if (a.dtype != b.dtype || a.dims != b.dims) return false;
+  for (size_t d = 0; d < a.dims.size(); ++d)
+    if (a.dims[d] < 0 && (a.symbols[d].empty() || a.symbols[d] != b.symbols[d])) return false;
+  return true;
+}
+
+std::string post_op_name(const cpu::PostOp& p) {
+  switch (p.kind) {
+    case cpu::PostOp::Kind::kEltwise: return p.alg;
+    case cpu::PostOp::Kind::kSum: return "sum";
+    case cpu::PostOp::Kind::kBinaryAdd: return "add";
+    case cpu::PostOp::Kind::kBinaryMul: return "mul";
+  }
+  return "?";
+}
+
+// Fuses activations and one residual add into conv2d / linear / matmul ops.
+void fuse(cpu::EngineGraph& eg) {
+  auto& ops = eg.ops;
+  std::vector<bool> dead(ops.size(), false);
+  auto is_output = [&](int v) { return std::find(eg.outputs.begin(), eg.outputs.end(), v) != eg.outputs.end(); };
+  auto readers = [&](int v) {
+    std::vector<size_t> r;
+    for (size_t k = 0; k < ops.size(); ++k) {
+      if (dead[k]) continue;
+      bool reads = std::count(ops[k].inputs.begin(), ops[k].inputs.end(), v) > 0;
+      for (const auto& p : ops[k].post_ops) reads = reads || p.value == v;
+      if (reads) r.push_back(k);
+    }
+    return r;
+  };
+  auto producer = [&](int v) -> int {
+    for (size_t k = 0; k < ops.size(); ++k)
+      if (!dead[k] && std::count(ops[k].outputs.begin(), ops[k].outputs.end(), v)) return static_cast<int>(k);
+    return -1;
+  };
+  for (size_t i = 0; i < ops.size(); ++i) {
+    cpu::FusedOp& op = ops[i];
+    if (dead[i] || (op.op != "conv2d" && op.op != "linear" && op.op != "matmul")) continue;
+    bool has_binary = false;
+    while (true) {
+      int out = op.outputs[0];
+      if (is_output(out)) break;
+      std::vector<size_t> r = readers(out);
+      if (r.size() != 1) break;
+      cpu::FusedOp& next = ops[r[0]];
+      if (next.op == "eltwise" && next.inputs.size() == 1 && next.inputs[0] == out) {
+        cpu::PostOp p;
+        p.kind = cpu::PostOp::Kind::kEltwise;
+        p.alg = next.attrs.value("alg", "");
+        p.alpha = next.attrs.value("alpha", 0.f);
+        p.beta = next.attrs.value("beta", 0.f);
+        op.post_ops.push_back(p);
+      } else if (!has_binary && next.op == "binary" && next.attrs.value("alg", "") == "add" && next.inputs.size() == 2 &&
+                 (next.inputs[0] == out) != (next.inputs[1] == out)) {
+        int other = next.inputs[0] == out ? next.inputs[1] : next.inputs[0];
+        // The other operand must exist when the fused op runs (it runs at op i's place).
+        int prod = producer(other);
+        if (prod >= static_cast<int>(i)) break;
+        const cpu::EngineValue& ov = eg.values[other];
+        const cpu::EngineValue& nv = eg.values[next.outputs[0]];
+        // kSum accumulates into the other operand's buffer: allowed when nothing reads it
+        // after the fused op starts (every other reader runs before op i, and op i itself
+        // does not read it) and it is neither an engine input nor an output.
+        bool dies = !is_output(other) && std::find(eg.inputs.begin(), eg.inputs.end(), other) == eg.inputs.end();
+        for (size_t k : readers(other))
+          if (k != r[0] && k >= i) dies = false;
+        cpu::PostOp p;
+        p.kind = same_shape(ov, nv) && dies ? cpu::PostOp::Kind::kSum : cpu::PostOp::Kind::kBinaryAdd;
+        p.value = other;
+        op.post_ops.push_back(p);
+        has_binary = true;
+      } else {
+        break;
+      }
+      op.outputs[0] = next.outputs[0];
+      op.name += "+" + next.name;
+      dead[r[0]] = true;
+    }
+  }
+  std::vector<cpu::FusedOp> kept;
+  for (size_t k = 0; k < ops.size(); ++k)
+    if (!dead[k]) kept.push_back(std::move(ops[k]));
+  ops = std::move(kept);
+}
+
+void eliminate_dead_code(cpu::EngineGraph& eg) {
+  std::set<int> live(eg.outputs.begin(), eg.outputs.end());
+  std::vector<bool> keep(eg.ops.size(), false);
+  for (size_t k = eg.ops.size(); k-- > 0;) {
+    const cpu::FusedOp& op = eg.ops[k];
+    bool needed = std::any_of(op.outputs.begin(), op.outputs.end(), [&](int v) { return live.count(v) > 0; });
+    if (!needed) continue;
+    keep[k] = true;
+    live.insert(op.inputs.begin(), op.inputs.end());
+    for (const auto& p : op.post_ops)
+      if (p.value >= 0) live.insert(p.value);
+  }
+  std::vector<cpu::FusedOp> kept;
+  for (size_t k = 0; k < eg.ops.size(); ++k)
+    if (keep[k]) kept.push_back(std::move(eg.ops[k]));
+  eg.ops = std::move(kept);
+}
+
+}  // namespace
+
+std::pair<Tensor, Tensor> fold_batch_norm(const Tensor& weight, const Tensor& bias, const Tensor& gamma,
+                                          const Tensor& beta, const Tensor& mean, const Tensor& var, double eps) {
+  const int64_t out_ch = weight.size(0);
+  EMBER_CHECK(mean.numel() == out_ch && var.numel() == out_ch, ErrorCode::kShapeMismatch,
+              "BatchNorm folding: running stats have ", mean.numel(), " channels, the conv has ", out_ch);
+  EMBER_CHECK(!gamma.defined() || gamma.numel() == out_ch, ErrorCode::kShapeMismatch,
+              "BatchNorm folding: weight has ", gamma.numel(), " channels, expected ", out_ch);
+  EMBER_CHECK(!beta.defined() || beta.numel() == out_ch, ErrorCode::kShapeMismatch,
+              "BatchNorm folding: bias has ", beta.numel(), " channels, expected ", out_ch);
+  Tensor w = weight.contiguous().clone();
+  Tensor b = Tensor::empty({out_ch}, weight.dtype());
+  const int64_t per = out_ch == 0 ? 0 : w.numel() / out_ch;
+  for (int64_t o = 0; o < out_ch; ++o) {
+    double g = gamma.defined() ? element_as_double(gamma, o) : 1.0;
+    double bt = beta.defined() ? element_as_double(beta, o) : 0.0;
+    double scale = g / std::sqrt(element_as_double(var, o) + eps);
+    double b0 = bias.defined() ? element_as_double(bias, o) : 0.0;
+    set_element_from_double(b, o, (b0 - element_as_double(mean, o)) * scale + bt);
+    if (w.dtype() == DType::kFloat32) {
+      float* p = w.data<float>() + o * per;
+      for (int64_t k = 0; k < per; ++k) p[k] = static_cast<float>(p[k] * scale);
+    } else {
+      for (int64_t k = 0; k < per; ++k) set_element_from_double(w, o * per + k, element_as_double(w, o * per + k) * scale);
+    }
+  }
+  return {w, b};
+}
+
+std::vector<int> values_needed_outside(const GraphAnalysis& g, const Partition& part) {
+  std::set<size_t> inside(part.nodes.begin(), part.nodes.end());
+  std::set<int> needed;
+  for (size_t n : part.nodes) {
+    for (int v : g.nodes[n].tensor_outputs) {
+      if (g.graph_outputs.count(v)) needed.insert(v);
+      for (size_t u : g.users[v])
+        if (!inside.count(u)) needed.insert(v);
+    }
+  }
+  // In production order (node order, then output order).
+  std::vector<int> outs;
+  for (size_t n : part.nodes)
+    for (int v : g.nodes[n].tensor_outputs)
+      if (needed.count(v)) outs.push_back(v);
+  return outs;
+}
+
+LoweredEngine lower(const GraphAnalysis& g, const Partition& part, const std::string& engine_name,
+                    const std::vector<int>& outputs, const std::vector<int>& fixed_inputs) {
+  const std::set<int> needed_outside(outputs.begin(), outputs.end());
+  LoweredEngine le;
+  cpu::EngineGraph& eg = le.graph;
+  eg.name = engine_name;
+  eg.ranges = g.ranges;
+  std::set<size_t> inside(part.nodes.begin(), part.nodes.end());
+  std::map<int, int> local;  // global id -> local id
+  std::map<int, int> alias;  // identity output -> its input (global ids)
+  auto resolve = [&](int gid) {
+    while (alias.count(gid)) gid = alias.at(gid);
+    return gid;
+  };
+  auto local_of = [&](int gid) {
+    auto it = local.find(gid);
+    if (it != local.end()) return it->second;
+    int lid = static_cast<int>(eg.values.size());
+    eg.values.push_back(g.values.at(gid));
+    local[gid] = lid;
+    return lid;
+  };
+  std::set<int> produced;  // global ids produced inside (after alias resolution)
+  auto use = [&](int gid) {
+    gid = resolve(gid);
+    if (!produced.count(gid) && !g.is_constant(gid)) {
+      int lid = local_of(gid);
+      if (std::find(eg.inputs.begin(), eg.inputs.end(), lid) == eg.inputs.end()) {
+        eg.inputs.push_back(lid);
+        le.input_names.push_back(g.values[gid].name);
+      }
+    }
+    return local_of(gid);
+  };
+  std::map<int, size_t> conv_of;  // local output id -> index of the conv2d op producing it
+  for (int v : fixed_inputs) {
+    int lid = local_of(v);
+    eg.inputs.push_back(lid);
+    le.input_names.push_back(g.values[v].name);
+  }
+
+  const ir::Graph& gr = g.model->program.graph_module.graph;
+  for (size_t n : part.nodes) {
+    const NodeInfo& info = g.nodes[n];
+    for (int v : info.tensor_inputs)
+      if (g.archive_constants.count(v)) le.absorbed_constants.insert(v);
+    switch (info.kind) {
+      case NodeKind::kConstant: {
+        bool needed = std::any_of(info.tensor_outputs.begin(), info.tensor_outputs.end(),
+                                  [&](int v) { return needed_outside.count(v) > 0; });
+        if (!needed) break;
+        cpu::FusedOp op = make_reference_op(g, gr.nodes[n], info.target, info.tensor_outputs);
+        for (int& v : op.outputs) {
+          produced.insert(v);
+          v = local_of(v);
+        }
+        eg.ops.push_back(std::move(op));
+        break;
+      }
+      case NodeKind::kIdentity: alias[info.op.outputs[0]] = resolve(info.op.inputs[0]); break;
+      case NodeKind::kBatchNorm: {
+        int x = resolve(info.bn_input);
+        auto it = local.find(x);
+        bool fold = it != local.end() && conv_of.count(it->second) && g.users[info.bn_input].size() == 1 &&
+                    !needed_outside.count(info.bn_input);
+        if (fold) {
+          const size_t conv_index = conv_of.at(it->second);
+          cpu::FusedOp& conv = eg.ops[conv_index];
+          Tensor bias = conv.constants.size() > 1 ? conv.constants[1] : Tensor();
+          auto [w, b] = fold_batch_norm(conv.constants[0], bias, info.bn_params[0], info.bn_params[1],
+                                        info.bn_params[2], info.bn_params[3], info.bn_eps);
+          conv.constants = {w, b};
+          int out = info.tensor_outputs[0];
+          produced.insert(out);
+          conv.outputs[0] = local_of(out);
+          conv.name += "+" + info.name;
+          conv_of.erase(it->second);
+          conv_of[conv.outputs[0]] = conv_index;
+          le.fused_descriptions.push_back(cat(info.name, ": BatchNorm folded into the convolution"));
+          break;
+        }
+        [[fallthrough]];
+      }
+      case NodeKind::kFused: {
+        cpu::FusedOp op = info.op;
+        EMBER_CHECK(!op.op.empty(), ErrorCode::kUnsupported, g.source, ": node '", info.name, "' (", info.target,
+                    ") cannot be built outside the fusion it was partitioned for");
+        if (op.op == "reference") {
+          // Re-derive against the folded constants of this engine (ids are global here).
+          op = make_reference_op(g, gr.nodes[n], info.op.attrs.at("target").get<std::string>(), info.tensor_outputs);
+          for (int& v : op.inputs) v = use(v);
+          remap_json(op.attrs["args"], [&](int gid) { return local_of(resolve(gid)); });
+        } else {
+          for (int& v : op.inputs) v = use(v);
+        }
+        for (int& v : op.outputs) {
+          produced.insert(v);
+          v = local_of(v);
+        }
+        op.name = info.name;
+        if (op.op == "conv2d") conv_of[op.outputs[0]] = eg.ops.size();
+        eg.ops.push_back(std::move(op));
+        break;
+      }
+      case NodeKind::kFallback: fail(ErrorCode::kInternal, g.source, ": node '", info.name, "' is not supported");
+    }
+  }
+  // Outputs in the order given; copies where an output is an engine input, a constant, or
+  // already an output (identities made them the same value).
+  const std::vector<int>& outs = outputs;
+  for (int v : outs) {
+    int src = resolve(v);
+    bool copy = !produced.count(src) ||
+                std::find(eg.outputs.begin(), eg.outputs.end(), local.count(src) ? local.at(src) : -1) != eg.outputs.end();
+    int lid;
+    if (copy) {
+      cpu::FusedOp op;
+      op.op = "reference";
+      op.name = cat(g.values[v].name, "_copy");
+      op.attrs["target"] = "torch.ops.aten.clone.default";
+      std::string ref;
+      if (g.is_constant(src)) {
+        op.constants.push_back(g.constants.at(src));
+        ref = "$0";
+      } else {
+        int in = use(src);
+        op.inputs = {in};
+        ref = cat("%", in);
+      }
+      op.attrs["args"] = nlohmann::json::array({{{"name", "self"}, {"arg", {{"as_tensor", {{"name", ref}}}}}}});
+      cpu::EngineValue ev = g.values.at(v);
+      lid = static_cast<int>(eg.values.size());
+      eg.values.push_back(ev);
+      op.outputs = {lid};
+      eg.ops.push_back(std::move(op));
+    } else {
+      lid = local.at(src);
+      eg.values[lid].name = g.values[v].name;
+    }
+    eg.outputs.push_back(lid);
+    le.output_names.push_back(g.values[v].name);
+  }
+  fuse(eg);
+  eliminate_dead_code(eg);
+  for (const auto& op : eg.ops) {
+    std::string d = op.op == "reference" ? op.attrs.value("target", std::string("reference")) : op.op;
+    for (const auto& p : op.post_ops) d += "+" + post_op_name(p);
+    le.fused_descriptions.push_back(cat(op.name, ": ", d));
+  }
+  return le;
+}
+
+}  // namespace ember::compiler

@@ -1,0 +1,133 @@
+// End to end: compile every fixture (PyTorch-written .pt2 files) into an .ep and a
+// standalone engine, run them (engines through cpu::Engine, other nodes through the
+// reference kernels) and compare with PyTorch's reference outputs (rtol = atol = 1e-4).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "compiler_test_util.h"
+#include "ember/safetensors.h"
+
+namespace ember {
+namespace {
+
+using ember::testing::all_close;
+
+std::string data_file(const std::string& name) {
+  for (const std::string& dir : {std::string(EMBER_FIXTURES_DIR), std::string(EMBER_SOURCE_DIR) + "/tests/data"}) {
+    std::string p = dir + "/" + name;
+    if (std::filesystem::exists(p)) return p;
+  }
+  return {};
+}
+
+CompileOptions fast_options() {
+  CompileOptions o;
+  o.build.time_tactics = false;
+  return o;
+}
+
+void check_cases(const std::string& name, const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& run) {
+  SafetensorsFile io = read_safetensors(data_file(name + ".io.safetensors"));
+  auto cases = group_reference_cases(io, name + ".io.safetensors");
+  ASSERT_TRUE(cases.has_value());
+  for (const ReferenceCase& c : *cases) {
+    SCOPED_TRACE("case " + std::to_string(c.index));
+    std::vector<Tensor> outs = run(c.inputs);
+    ASSERT_EQ(outs.size(), c.outputs.size());
+    for (size_t j = 0; j < outs.size(); ++j) {
+      SCOPED_TRACE("output " + std::to_string(j));
+      EXPECT_TRUE(all_close(outs[j], c.outputs[j], 1e-4, 1e-4));
+    }
+  }
+}
+
+class CompileFixture : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CompileFixture, EpMatchesPyTorch) {
+  const std::string name = GetParam();
+  Pt2Archive input = read_pt2(data_file(name + ".pt2"));
+  CompileReport report;
+  Pt2Archive ep = compile_program(input, fast_options(), &report);
+  std::printf("%s\n%s", name.c_str(), report.to_string().c_str());
+  // Written and read back (what `ember compile` does), then run.
+  std::string path = std::string(EMBER_BINARY_DIR) + "/compiler_e2e_" + name + ".ep";
+  write_pt2(ep, path);
+  Pt2Archive back = read_pt2(path);
+  const Pt2Model& model = back.models[0];
+  ir::validate(model.program, path);
+  check_cases(name, [&](const std::vector<Tensor>& in) { return ember::testing::run_model(model, in); });
+  // Not byte-wasteful.
+  size_t held = 0;
+  for (const auto& w : model.weights) held += w.tensor.nbytes();
+  for (const auto& c : model.constants) held += c.tensor.nbytes();
+  EXPECT_LE(std::filesystem::file_size(path), held * 101 / 100 + 64 * 1024);
+  std::filesystem::remove(path);
+}
+
+TEST_P(CompileFixture, StandaloneMatchesPyTorchOrListsWhy) {
+  const std::string name = GetParam();
+  Pt2Archive input = read_pt2(data_file(name + ".pt2"));
+  std::shared_ptr<Storage> bytes;
+  try {
+    bytes = compile_standalone(input, fast_options(), nullptr);
+  } catch (const Error& e) {
+    ASSERT_EQ(e.code(), ErrorCode::kUnsupported) << e.what();
+    std::printf("%s: no standalone engine: %s\n", name.c_str(), e.what());
+    return;
+  }
+  auto engine = cpu::Engine::load(bytes, name + ".engine");
+  check_cases(name, [&](const std::vector<Tensor>& in) { return engine->run(in); });
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, CompileFixture,
+                         ::testing::Values("mlp_pytree", "cnn_small", "cnn_small_core_aten", "transformer_layer",
+                                           "mlp_dynamic_batch", "resnet18", "constants", "tied_weights",
+                                           "namedtuple_kwargs", "buffer_mutation"));
+
+TEST(CompileStandalone, ListsEveryUnsupportedNode) {
+  Pt2Archive input = read_pt2(data_file("mlp_pytree.pt2"));
+  CompileOptions o = fast_options();
+  o.torch_executed_ops = {"aten.relu.default", "aten.mul.Tensor"};
+  try {
+    compile_standalone(input, o, nullptr);
+    FAIL() << "expected kUnsupported";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("node 'relu' (aten.relu.default): listed in torch_executed_ops"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("node 'mul' (aten.mul.Tensor)"), std::string::npos) << msg;
+  }
+}
+
+TEST(CompileProgram, MinBlockSizeAndForcedOpsLeaveFallbackNodes) {
+  Pt2Archive input = read_pt2(data_file("cnn_small.pt2"));
+  CompileOptions o = fast_options();
+  o.torch_executed_ops = {"torch.ops.aten.max_pool2d.default"};
+  o.min_block_size = 3;
+  CompileReport report;
+  Pt2Archive ep = compile_program(input, o, &report);
+  bool pool_outside = false;
+  for (const auto& f : report.fallback)
+    pool_outside |= f.target == "torch.ops.aten.max_pool2d.default" && f.reason == "listed in torch_executed_ops";
+  EXPECT_TRUE(pool_outside);
+  EXPECT_EQ(report.engines.size(), 2u);
+  check_cases("cnn_small", [&](const std::vector<Tensor>& in) { return ember::testing::run_model(ep.models[0], in); });
+}
+
+TEST(CompileProgram, RejectsBadOptions) {
+  Pt2Archive input = read_pt2(data_file("mlp_dynamic_batch.pt2"));
+  CompileOptions o = fast_options();
+  o.device = "cuda";
+  EXPECT_THROW(compile_program(input, o), Error);
+  o = fast_options();
+  o.shapes["x"] = {{1, 32}, {128, 32}};  // beyond the program's 1..64
+  EXPECT_THROW(compile_program(input, o), Error);
+  o.shapes["x"] = {{1, 32}, {40, 32}};
+  Pt2Archive ep = compile_program(input, o);
+  check_cases("mlp_dynamic_batch",
+              [&](const std::vector<Tensor>& in) { return ember::testing::run_model(ep.models[0], in); });
+}
+
+}  // namespace
+}  // namespace ember
