@@ -1,0 +1,1121 @@
+// build_engine: chooses kernels, layouts and tactics for an EngineGraph and writes the
+// engine (meta + plan + weights). See docs/cpu-backend.md.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <set>
+
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/exec.h"
+#include "backends/cpu/plan.h"
+#include "ember/error.h"
+#include "ember/log.h"
+#include "ember/version.h"
+#include "ops/arg_convert.h"
+
+namespace ember::cpu {
+
+using dnnl::memory;
+using Json = nlohmann::json;
+
+namespace {
+
+// Restores the calling thread's OpenMP thread count on scope exit.
+class ScopedThreads {
+ public:
+  explicit ScopedThreads(int threads) : saved_(omp_get_max_threads()) {
+    if (threads > 0) omp_set_num_threads(threads);
+  }
+  ~ScopedThreads() { omp_set_num_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
+std::vector<int64_t> int_list(const Json& attrs, const char* key, std::vector<int64_t> dflt, const std::string& op) {
+  if (!attrs.contains(key) || attrs[key].is_null()) return dflt;
+  const Json& v = attrs[key];
+  if (v.is_number_integer()) return std::vector<int64_t>(dflt.empty() ? 1 : dflt.size(), v.get<int64_t>());
+  EMBER_CHECK(v.is_array(), ErrorCode::kInvalidArgument, op, ": attribute '", key, "' must be an int list");
+  std::vector<int64_t> out;
+  for (const Json& x : v) {
+    EMBER_CHECK(x.is_number_integer(), ErrorCode::kInvalidArgument, op, ": attribute '", key, "' must be an int list");
+    out.push_back(x.get<int64_t>());
+  }
+  if (out.size() == 1 && dflt.size() > 1) out.assign(dflt.size(), out[0]);
+  return out;
+}
+int64_t int_attr(const Json& attrs, const char* key, int64_t dflt) {
+  return attrs.contains(key) && attrs[key].is_number_integer() ? attrs[key].get<int64_t>() : dflt;
+}
+double float_attr(const Json& attrs, const char* key, double dflt) {
+  return attrs.contains(key) && attrs[key].is_number() ? attrs[key].get<double>() : dflt;
+}
+bool bool_attr(const Json& attrs, const char* key, bool dflt) {
+  return attrs.contains(key) && attrs[key].is_boolean() ? attrs[key].get<bool>() : dflt;
+}
+std::string str_attr(const Json& attrs, const char* key, const std::string& dflt) {
+  return attrs.contains(key) && attrs[key].is_string() ? attrs[key].get<std::string>() : dflt;
+}
+
+std::string post_op_kind(PostOp::Kind k) {
+  switch (k) {
+    case PostOp::Kind::kEltwise: return "eltwise";
+    case PostOp::Kind::kSum: return "sum";
+    case PostOp::Kind::kBinaryAdd: return "binary_add";
+    case PostOp::Kind::kBinaryMul: return "binary_mul";
+  }
+  return "?";
+}
+
+// Reference targets of eltwise algorithms.
+Json eltwise_ref_call(const std::string& alg, float alpha, float beta, std::string* target) {
+  Json args = Json::array();
+  auto self = Json{{"name", "self"}, {"arg", {{"as_tensor", {{"name", "%IN"}}}}}};
+  args.push_back(self);
+  static const std::map<std::string, std::string> kSimple = {
+      {"relu", "relu"},   {"silu", "silu"},           {"sigmoid", "sigmoid"}, {"tanh", "tanh"},
+      {"hardswish", "hardswish"}, {"hardsigmoid", "hardsigmoid"}, {"abs", "abs"}, {"exp", "exp"}, {"sqrt", "sqrt"}};
+  if (auto it = kSimple.find(alg); it != kSimple.end()) {
+    *target = "torch.ops.aten." + it->second + ".default";
+  } else if (alg == "gelu_erf" || alg == "gelu_tanh") {
+    *target = "torch.ops.aten.gelu.default";
+    args.push_back({{"name", "approximate"}, {"arg", {{"as_string", alg == "gelu_tanh" ? "tanh" : "none"}}}});
+  } else if (alg == "clip") {
+    *target = "torch.ops.aten.clamp.default";
+    args.push_back({{"name", "min"}, {"arg", {{"as_float", alpha}}}});
+    args.push_back({{"name", "max"}, {"arg", {{"as_float", beta}}}});
+  } else {
+    fail(ErrorCode::kUnsupported, "eltwise algorithm '", alg, "' has no reference kernel");
+  }
+  return args;
+}
+
+// Replaces "%IN"-style placeholders or "%<graph id>" names in args with plan names.
+void rewrite_tensor_names(Json& j, const std::function<std::string(const std::string&)>& fn) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if ((it.key() == "as_tensor") && it.value().is_object() && it.value().contains("name") &&
+          it.value()["name"].is_string()) {
+        it.value()["name"] = fn(it.value()["name"].get<std::string>());
+      } else if (it.key() == "as_tensors" && it.value().is_array()) {
+        for (Json& t : it.value())
+          if (t.is_object() && t.contains("name") && t["name"].is_string()) t["name"] = fn(t["name"].get<std::string>());
+      } else {
+        rewrite_tensor_names(it.value(), fn);
+      }
+    }
+  } else if (j.is_array()) {
+    for (Json& x : j) rewrite_tensor_names(x, fn);
+  }
+}
+
+class EngineBuilder {
+ public:
+  EngineBuilder(const EngineGraph& g, const BuildOptions& o) : g_(g), opt_(o) {}
+
+  std::shared_ptr<Storage> build();
+
+ private:
+  // ------------------------------------------------------------ values and layouts
+  int add_value(const std::string& name, int gv, DType dtype, const memory::desc* desc) {
+    PlanValue v;
+    v.name = name;
+    v.dtype = dtype;
+    v.dims = gdims_[gv];
+    v.symbols = g_.values[gv].symbols;
+    v.symbols.resize(v.dims.size());
+    v.has_desc = to_dnnl(dtype) != memory::data_type::undef;
+    if (v.has_desc) v.desc = desc ? *desc : plain_desc(v.dims, dtype);
+    plan_.values.push_back(std::move(v));
+    value_graph_.push_back(gv);
+    return static_cast<int>(plan_.values.size()) - 1;
+  }
+  const memory::desc& desc_of(int pv) const { return plan_.values[pv].desc; }
+  bool f32(int gv) const { return g_.values[gv].dtype == DType::kFloat32; }
+  memory::desc plain(int gv) const { return plain_desc(gdims_[gv], g_.values[gv].dtype); }
+
+  // The plan value holding graph value `gv` in layout `d`; emits a reorder when needed.
+  int want(int gv, const memory::desc& d) {
+    int cur = current_.at(gv);
+    EMBER_CHECK(cur >= 0, ErrorCode::kInvalidArgument, g_.name, ": value ", gv, " ('", g_.values[gv].name,
+                "') is used before any op produces it");
+    if (!plan_.values[cur].has_desc || desc_of(cur) == d) return cur;
+    for (int alt : copies_[gv])
+      if (desc_of(alt) == d) return alt;
+    int nv = add_value(cat(g_.values[gv].name, "@", desc_str(d)), gv, g_.values[gv].dtype, &d);
+    PlanStep s;
+    s.kind = "reorder";
+    s.name = cat("reorder ", g_.values[gv].name, " ", desc_str(desc_of(cur)), "->", desc_str(d));
+    s.inputs = {cur};
+    s.outputs = {nv};
+    plan_.steps.push_back(std::move(s));
+    copies_[gv].push_back(nv);
+    return nv;
+  }
+  int want_plain(int gv) {
+    int cur = current_.at(gv);
+    if (cur >= 0 && !plan_.values[cur].has_desc) return cur;
+    return want(gv, plain(gv));
+  }
+  int produce(int gv, const memory::desc* d) {
+    int pv = add_value(g_.values[gv].name, gv, g_.values[gv].dtype, d);
+    current_[gv] = pv;
+    copies_[gv].clear();
+    return pv;
+  }
+
+  // ------------------------------------------------------------ weights
+  int add_blob(const Tensor& src_plain, const memory::desc& src_desc, const memory::desc& dst_desc) {
+    Tensor src = src_plain.contiguous();
+    PlanBlob b;
+    b.dtype = src.dtype();
+    b.dims = Shape(dst_desc.data.dims, dst_desc.data.dims + dst_desc.data.ndims);
+    b.desc = dst_desc;
+    b.size = static_cast<int64_t>(dst_desc.get_size());
+    auto data = Storage::allocate(std::max<size_t>(b.size, 1));
+    std::memset(data->data(), 0, b.size);
+    const dnnl::engine& eng = cpu_engine();
+    memory s(src_desc, eng, src.raw_data()), d(dst_desc, eng, data->data());
+    dnnl::stream stream(eng);
+    dnnl::reorder(s, d).execute(stream, s, d);
+    stream.wait();
+    return push_blob(std::move(b), std::move(data));
+  }
+  int add_plain_blob(const Tensor& t) {
+    Tensor src = t.contiguous();
+    PlanBlob b;
+    b.dtype = src.dtype();
+    b.dims = src.sizes();
+    b.has_desc = to_dnnl(b.dtype) != memory::data_type::undef;
+    if (b.has_desc) b.desc = plain_desc(b.dims, b.dtype);
+    b.size = static_cast<int64_t>(src.nbytes());
+    auto data = Storage::allocate(std::max<size_t>(b.size, 1));
+    if (b.size) std::memcpy(data->data(), src.raw_data(), b.size);
+    return push_blob(std::move(b), std::move(data));
+  }
+  int push_blob(PlanBlob b, std::shared_ptr<Storage> data) {
+    plan_.blobs.push_back(std::move(b));
+    blob_data_.push_back(std::move(data));
+    return static_cast<int>(plan_.blobs.size()) - 1;
+  }
+
+  // ------------------------------------------------------------ candidates and timing
+  struct Snapshot {
+    size_t values, blobs, steps;
+    std::vector<int> current;
+    std::vector<std::vector<int>> copies;
+  };
+  Snapshot snapshot() const {
+    return {plan_.values.size(), plan_.blobs.size(), plan_.steps.size(), current_, copies_};
+  }
+  void rollback(const Snapshot& s) {
+    plan_.values.resize(s.values);
+    value_graph_.resize(s.values);
+    plan_.blobs.resize(s.blobs);
+    blob_data_.resize(s.blobs);
+    plan_.steps.resize(s.steps);
+    current_ = s.current;
+    copies_ = s.copies;
+  }
+
+  // Creates the kernels of steps [first, end) for the build shape (throws if oneDNN refuses).
+  std::vector<std::unique_ptr<StepExec>> instantiate(size_t first) {
+    ExecEnv env = build_env();
+    std::vector<std::unique_ptr<StepExec>> out;
+    for (size_t k = first; k < plan_.steps.size(); ++k) out.push_back(make_step_exec(plan_.steps[k], env));
+    env_ = std::move(env);
+    return out;
+  }
+  ExecEnv build_env() const {
+    ExecEnv env;
+    env.plan = &plan_;
+    env.symbols = plan_.build_symbols;
+    for (const PlanValue& v : plan_.values) {
+      env.dims.push_back(v.dims);
+      env.descs.push_back(v.has_desc ? v.desc : memory::desc());
+    }
+    env.blob_ptr = [this](int b) -> const uint8_t* { return blob_data_.at(b)->data(); };
+    return env;
+  }
+
+  // Median milliseconds of running steps [first, end) on random data.
+  double time_steps(size_t first, std::string* impl) {
+    auto execs = instantiate(first);
+    if (impl) {
+      impl->clear();
+      for (auto& e : execs) *impl = e->impl;  // the last step is the op itself
+    }
+    std::vector<std::shared_ptr<Storage>> buffers;
+    RunState st;
+    st.ptr.assign(plan_.values.size(), nullptr);
+    std::mt19937 rng(1234);
+    std::uniform_real_distribution<float> dist(-1.f, 1.f);
+    size_t scratch = 0;
+    for (size_t k = first; k < plan_.steps.size(); ++k) {
+      scratch = std::max(scratch, execs[k - first]->scratch_bytes);
+      const PlanStep& s = plan_.steps[k];
+      std::vector<int> vals = s.inputs;
+      vals.insert(vals.end(), s.outputs.begin(), s.outputs.end());
+      for (const PlanPostOp& p : s.post_ops)
+        if (p.value >= 0) vals.push_back(p.value);
+      for (int v : vals) {
+        if (st.ptr[v]) continue;
+        const PlanValue& pv = plan_.values[v];
+        int64_t bytes = value_bytes(pv, pv.dims, pv.desc);
+        auto buf = Storage::allocate(std::max<int64_t>(bytes, 1));
+        std::memset(buf->data(), 0, bytes);
+        if (pv.dtype == DType::kFloat32) {
+          float* f = reinterpret_cast<float*>(buf->data());
+          for (int64_t i = 0; i < bytes / 4; ++i) f[i] = dist(rng);
+        }
+        st.ptr[v] = buf->data();
+        buffers.push_back(std::move(buf));
+      }
+    }
+    auto scratch_buf = Storage::allocate(std::max<size_t>(scratch, 1));
+    st.scratch = scratch_buf->data();
+    dnnl::stream stream(cpu_engine());
+    st.stream = &stream;
+    auto once = [&] {
+      for (auto& e : execs) e->run(st);
+      stream.wait();
+    };
+    once();  // warm-up
+    std::vector<double> ms;
+    int iters = std::max(1, opt_.timing_iterations);
+    for (int i = 0; i < iters; ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      once();
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      if (ms.back() > 200) break;  // hopeless candidate (e.g. a reference kernel on a big conv)
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+  }
+
+  // Tries each candidate emitter; keeps the fastest (or the first that works when timing is off).
+  using Emitter = std::function<void()>;
+  void choose(const FusedOp& op, const std::vector<std::pair<std::string, Emitter>>& candidates) {
+    Snapshot base = snapshot();
+    std::string best;
+    double best_ms = 0;
+    Json timings = Json::object();
+    std::string best_impl;
+    std::vector<std::string> errors;
+    for (const auto& [name, emit] : candidates) {
+      try {
+        emit();
+        std::string impl;
+        if (opt_.time_tactics && candidates.size() > 1) {
+          double ms = time_steps(base.steps, &impl);
+          timings[name] = ms;
+          if (best.empty() || ms < best_ms) best = name, best_ms = ms, best_impl = impl;
+        } else {
+          instantiate(base.steps);  // must be creatable
+          best = name;
+          rollback(base);
+          break;
+        }
+      } catch (const std::exception& e) {
+        errors.push_back(cat(name, ": ", e.what()));
+      }
+      rollback(base);
+    }
+    if (best.empty()) {
+      std::string all;
+      for (const auto& e : errors) all += "\n  " + e;
+      fail(ErrorCode::kUnsupported, g_.name, ": op '", op.name, "' (", op.op, "): no implementation fits:", all);
+    }
+    for (const auto& [name, emit] : candidates)
+      if (name == best) emit();
+    // Record the decision on the op's own step (the last one emitted).
+    PlanStep& s = plan_.steps.back();
+    s.tactic = best;
+    s.timings = timings;
+    auto execs = instantiate(plan_.steps.size() - 1);
+    s.impl = execs.back()->impl;
+    std::string msg = cat(g_.name, ": ", op.op, " ", op.name, ": ", candidates.size(), " tactic",
+                          candidates.size() == 1 ? "" : "s", ", picked ", best, " (", s.impl, ")");
+    if (!timings.empty()) {
+      msg += " [";
+      bool first = true;
+      for (auto it = timings.begin(); it != timings.end(); ++it, first = false)
+        msg += cat(first ? "" : ", ", it.key(), " ", it.value().get<double>(), " ms");
+      msg += "]";
+    }
+    if (opt_.progress) opt_.progress(msg);
+    log_debug(msg);
+  }
+
+  // ------------------------------------------------------------ post-ops
+  std::vector<PlanPostOp> plan_post_ops(const FusedOp& op, const memory::desc* dst_desc, bool plain_operands) {
+    std::vector<PlanPostOp> out;
+    for (const PostOp& p : op.post_ops) {
+      PlanPostOp q;
+      q.kind = post_op_kind(p.kind);
+      q.alg = p.alg;
+      q.alpha = p.alpha;
+      q.beta = p.beta;
+      q.scale = p.scale;
+      if (p.kind != PostOp::Kind::kEltwise) {
+        EMBER_CHECK(p.value >= 0 && p.value < static_cast<int>(g_.values.size()), ErrorCode::kInvalidArgument, g_.name,
+                    ": op '", op.name, "': post-op operand ", p.value, " is not a value");
+        if (p.kind == PostOp::Kind::kSum && dst_desc && !plain_operands)
+          q.value = want(p.value, *dst_desc);
+        else
+          q.value = want_plain(p.value);
+      }
+      out.push_back(std::move(q));
+    }
+    return out;
+  }
+
+  PlanStep ref_step(const FusedOp& op, const std::string& target, Json args, const std::vector<int>& graph_inputs,
+                    const std::vector<Tensor>& constants) {
+    PlanStep s;
+    s.kind = "reference";
+    s.name = op.name.empty() ? op.op : op.name;
+    s.target = target;
+    ops::require_op(target);
+    std::map<int, int> pid;
+    for (int gv : graph_inputs) pid[gv] = want_plain(gv);
+    for (const auto& [gv, p] : pid) s.inputs.push_back(p);
+    rewrite_tensor_names(args, [&](const std::string& name) -> std::string {
+      if (name.size() > 1 && name[0] == '%') {
+        int gv = std::stoi(name.substr(1));
+        auto it = pid.find(gv);
+        EMBER_CHECK(it != pid.end(), ErrorCode::kInvalidArgument, g_.name, ": op '", s.name, "' names value ", name,
+                    " that is not among its inputs");
+        return cat("%", it->second);
+      }
+      return name;
+    });
+    s.args = std::move(args);
+    for (const Tensor& c : constants) s.blobs.push_back(add_plain_blob(c));
+    return s;
+  }
+  void finish_ref(const FusedOp& op, PlanStep s) {
+    s.post_ops = plan_post_ops(op, nullptr, true);
+    for (int out : op.outputs) s.outputs.push_back(produce(out, nullptr));
+    plan_.steps.push_back(std::move(s));
+  }
+  static Json targ(const std::string& name, Json arg) { return Json{{"name", name}, {"arg", std::move(arg)}}; }
+  static Json tensor_arg(const std::string& n) { return Json{{"as_tensor", {{"name", n}}}}; }
+
+  // ------------------------------------------------------------ op emitters
+  void emit_op(const FusedOp& op);
+  void conv(const FusedOp& op);
+  void linear(const FusedOp& op);
+  void matmul(const FusedOp& op);
+  void pool(const FusedOp& op);
+  void eltwise(const FusedOp& op);
+  void binary(const FusedOp& op);
+  void softmax(const FusedOp& op);
+  void layer_norm(const FusedOp& op);
+  void reference(const FusedOp& op);
+  void check_op(const FusedOp& op);
+
+  void finish_outputs();
+  void plan_memory();
+  EngineMeta make_meta();
+
+  const EngineGraph& g_;
+  const BuildOptions& opt_;
+  Plan plan_;
+  std::vector<int> value_graph_;            // plan value -> graph value
+  std::vector<Shape> gdims_;                // graph value -> build dims
+  std::vector<int> current_;                // graph value -> plan value (latest layout)
+  std::vector<std::vector<int>> copies_;    // graph value -> reordered copies
+  std::vector<std::shared_ptr<Storage>> blob_data_;
+  ExecEnv env_;
+};
+
+void EngineBuilder::check_op(const FusedOp& op) {
+  const int nv = static_cast<int>(g_.values.size());
+  for (int v : op.inputs)
+    EMBER_CHECK(v >= 0 && v < nv, ErrorCode::kInvalidArgument, g_.name, ": op '", op.name, "': input ", v,
+                " is not a value id");
+  for (int v : op.outputs)
+    EMBER_CHECK(v >= 0 && v < nv, ErrorCode::kInvalidArgument, g_.name, ": op '", op.name, "': output ", v,
+                " is not a value id");
+  EMBER_CHECK(!op.outputs.empty(), ErrorCode::kInvalidArgument, g_.name, ": op '", op.name, "' has no output");
+}
+
+void EngineBuilder::emit_op(const FusedOp& op) {
+  check_op(op);
+  auto need_inputs = [&](size_t n) {
+    EMBER_CHECK(op.inputs.size() == n, ErrorCode::kInvalidArgument, g_.name, ": op '", op.name, "' (", op.op,
+                ") takes ", n, " inputs, found ", op.inputs.size());
+  };
+  if (op.op == "conv2d") need_inputs(1), conv(op);
+  else if (op.op == "linear") need_inputs(1), linear(op);
+  else if (op.op == "matmul") need_inputs(2), matmul(op);
+  else if (op.op == "max_pool2d" || op.op == "avg_pool2d" || op.op == "adaptive_avg_pool2d") need_inputs(1), pool(op);
+  else if (op.op == "eltwise") need_inputs(1), eltwise(op);
+  else if (op.op == "binary") need_inputs(2), binary(op);
+  else if (op.op == "softmax" || op.op == "log_softmax") need_inputs(1), softmax(op);
+  else if (op.op == "layer_norm") need_inputs(1), layer_norm(op);
+  else if (op.op == "reference") reference(op);
+  else fail(ErrorCode::kUnsupported, g_.name, ": op '", op.name, "': kind '", op.op, "' is not supported by the CPU backend");
+}
+
+void EngineBuilder::conv(const FusedOp& op) {
+  int x = op.inputs[0], y = op.outputs[0];
+  EMBER_CHECK(!op.constants.empty() && op.constants[0].dim() == 4 && gdims_[x].size() == 4, ErrorCode::kInvalidArgument,
+              g_.name, ": conv2d '", op.name, "' needs a 4-D input and a 4-D weight constant");
+  const Tensor& w = op.constants[0];
+  const Tensor* bias = op.constants.size() > 1 && op.constants[1].defined() ? &op.constants[1] : nullptr;
+  int64_t groups = int_attr(op.attrs, "groups", 1);
+  auto stride = int_list(op.attrs, "stride", {1, 1}, op.name);
+  auto pad = int_list(op.attrs, "padding", {0, 0}, op.name);
+  auto dil = int_list(op.attrs, "dilation", {1, 1}, op.name);
+  EMBER_CHECK(stride.size() == 2 && dil.size() == 2 && (pad.size() == 2 || pad.size() == 4) && groups >= 1,
+              ErrorCode::kInvalidArgument, g_.name, ": conv2d '", op.name, "': bad stride/padding/dilation/groups");
+  std::vector<int64_t> pl = {pad[0], pad[1]};
+  std::vector<int64_t> pr = pad.size() == 4 ? std::vector<int64_t>{pad[2], pad[3]} : pl;
+  const Shape& xd = gdims_[x];
+  const Shape& yd = gdims_[y];
+  int64_t o = w.size(0), kh = w.size(2), kw = w.size(3);
+  EMBER_CHECK(o % groups == 0 && xd[1] == w.size(1) * groups, ErrorCode::kInvalidArgument, g_.name, ": conv2d '",
+              op.name, "': weight ", shape_str(w.sizes()), " does not fit input ", shape_str(xd), " with groups ", groups);
+  (void)kh;
+  (void)kw;
+  std::vector<int64_t> odil = {dil[0] - 1, dil[1] - 1};
+  Shape wdims = groups > 1 ? Shape{groups, o / groups, w.size(1), kh, kw} : Shape{o, w.size(1), kh, kw};
+  memory::desc w_plain = plain_desc(wdims, DType::kFloat32);
+  bool fp32 = f32(x) && w.dtype() == DType::kFloat32 && (!bias || bias->dtype() == DType::kFloat32);
+  bool has_sum = false;
+  for (const PostOp& p : op.post_ops) has_sum = has_sum || p.kind == PostOp::Kind::kSum;
+
+  auto emit_dnnl = [&](bool blocked) {
+    const auto f = memory::data_type::f32;
+    const auto any = memory::format_tag::any;
+    memory::desc src_d, w_d, dst_d;
+    memory::desc bias_d = bias ? plain_desc({o}, DType::kFloat32) : memory::desc();
+    if (blocked) {
+      // Let oneDNN pick the layouts (post-ops included, they can change the choice).
+      dnnl::primitive_attr attr;
+      dnnl::post_ops po;
+      for (const PostOp& p : op.post_ops) {
+        if (p.kind == PostOp::Kind::kSum) po.append_sum(p.scale);
+        else if (p.kind == PostOp::Kind::kEltwise) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+      }
+      attr.set_post_ops(po);
+      dnnl::convolution_forward::desc cd(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                         memory::desc(xd, f, any), memory::desc(wdims, f, any), bias_d,
+                                         memory::desc(yd, f, any), stride, odil, pl, pr);
+      dnnl::convolution_forward::primitive_desc pd(cd, attr, cpu_engine());
+      src_d = pd.src_desc();
+      w_d = pd.weights_desc();
+      dst_d = pd.dst_desc();
+    } else {
+      src_d = plain(x);
+      w_d = w_plain;
+      dst_d = plain(y);
+    }
+    PlanStep s;
+    s.kind = "conv";
+    s.name = op.name.empty() ? "conv2d" : op.name;
+    s.inputs = {want(x, src_d)};
+    s.blobs = {add_blob(w, w_plain, w_d), bias ? add_plain_blob(*bias) : -1};
+    s.strides = stride;
+    s.dilation = odil;
+    s.pad_l = pl;
+    s.pad_r = pr;
+    s.post_ops = plan_post_ops(op, &dst_d, false);
+    s.outputs = {produce(y, &dst_d)};
+    plan_.steps.push_back(std::move(s));
+  };
+  auto emit_ref = [&] {
+    EMBER_CHECK(pad.size() == 2, ErrorCode::kUnsupported, "asymmetric padding");
+    Json args = Json::array();
+    args.push_back(targ("input", tensor_arg(cat("%", x))));
+    args.push_back(targ("weight", tensor_arg("$0")));
+    args.push_back(targ("bias", bias ? tensor_arg("$1") : Json{{"as_none", true}}));
+    args.push_back(targ("stride", {{"as_ints", stride}}));
+    args.push_back(targ("padding", {{"as_ints", pl}}));
+    args.push_back(targ("dilation", {{"as_ints", dil}}));
+    args.push_back(targ("transposed", {{"as_bool", false}}));
+    args.push_back(targ("output_padding", {{"as_ints", std::vector<int64_t>{0, 0}}}));
+    args.push_back(targ("groups", {{"as_int", groups}}));
+    std::vector<Tensor> consts = {w};
+    if (bias) consts.push_back(*bias);
+    finish_ref(op, ref_step(op, "torch.ops.aten.convolution.default", std::move(args), {x}, consts));
+  };
+  std::vector<std::pair<std::string, Emitter>> c;
+  if (fp32) {
+    c.push_back({"blocked", [&] { emit_dnnl(true); }});
+    c.push_back({"plain", [&] { emit_dnnl(false); }});
+  }
+  c.push_back({"reference", emit_ref});
+  (void)has_sum;
+  choose(op, c);
+}
+
+void EngineBuilder::linear(const FusedOp& op) {
+  int x = op.inputs[0], y = op.outputs[0];
+  EMBER_CHECK(!op.constants.empty() && op.constants[0].dim() == 2 && !gdims_[x].empty(), ErrorCode::kInvalidArgument,
+              g_.name, ": linear '", op.name, "' needs a weight constant [out, in]");
+  const Tensor& w = op.constants[0];
+  const Tensor* bias = op.constants.size() > 1 && op.constants[1].defined() ? &op.constants[1] : nullptr;
+  int64_t n = w.size(0), k = w.size(1);
+  EMBER_CHECK(gdims_[x].back() == k, ErrorCode::kInvalidArgument, g_.name, ": linear '", op.name, "': input ",
+              shape_str(gdims_[x]), " does not match weight ", shape_str(w.sizes()));
+  int64_t m = shape_numel(gdims_[x]) / std::max<int64_t>(k, 1);
+  bool fp32 = f32(x) && w.dtype() == DType::kFloat32 && (!bias || bias->dtype() == DType::kFloat32);
+  const auto f = memory::data_type::f32;
+  auto emit = [&](bool matmul) {
+    memory::desc src = plain_desc({m, k}, DType::kFloat32), dst = plain_desc({m, n}, DType::kFloat32);
+    memory::desc w_src, w_any, bias_d;
+    if (matmul) {
+      w_src = memory::desc({k, n}, f, memory::dims{1, k});  // W^T viewed over W's bytes
+      w_any = memory::desc({k, n}, f, memory::format_tag::any);
+      bias_d = bias ? plain_desc({1, n}, DType::kFloat32) : memory::desc();
+      dnnl::matmul::desc d(src, w_any, bias_d, dst);
+      w_any = dnnl::matmul::primitive_desc(d, cpu_engine()).weights_desc();
+    } else {
+      w_src = plain_desc({n, k}, DType::kFloat32);
+      w_any = memory::desc({n, k}, f, memory::format_tag::any);
+      bias_d = bias ? plain_desc({n}, DType::kFloat32) : memory::desc();
+      dnnl::inner_product_forward::desc d(dnnl::prop_kind::forward_inference, src, w_any, bias_d, dst);
+      w_any = dnnl::inner_product_forward::primitive_desc(d, cpu_engine()).weights_desc();
+    }
+    PlanStep s;
+    s.kind = matmul ? "matmul" : "inner_product";
+    s.name = op.name.empty() ? "linear" : op.name;
+    s.inputs = {want_plain(x)};
+    s.blobs = {add_blob(w, w_src, w_any), -1};
+    if (bias) {
+      Tensor b = bias->contiguous();
+      s.blobs[1] = add_blob(b, bias_d, bias_d);
+    }
+    s.post_ops = plan_post_ops(op, nullptr, true);
+    s.outputs = {produce(y, nullptr)};
+    plan_.steps.push_back(std::move(s));
+  };
+  auto emit_ref = [&] {
+    Json args = Json::array();
+    args.push_back(targ("input", tensor_arg(cat("%", x))));
+    args.push_back(targ("weight", tensor_arg("$0")));
+    args.push_back(targ("bias", bias ? tensor_arg("$1") : Json{{"as_none", true}}));
+    std::vector<Tensor> consts = {w};
+    if (bias) consts.push_back(*bias);
+    finish_ref(op, ref_step(op, "torch.ops.aten.linear.default", std::move(args), {x}, consts));
+  };
+  std::vector<std::pair<std::string, Emitter>> c;
+  if (fp32) {
+    c.push_back({"inner_product", [&] { emit(false); }});
+    c.push_back({"matmul", [&] { emit(true); }});
+  }
+  c.push_back({"reference", emit_ref});
+  choose(op, c);
+}
+
+void EngineBuilder::matmul(const FusedOp& op) {
+  int a = op.inputs[0], b = op.inputs[1], y = op.outputs[0];
+  bool dnnl_ok = f32(a) && f32(b) && gdims_[a].size() == gdims_[b].size() && gdims_[a].size() >= 2 &&
+                 gdims_[y].size() == gdims_[a].size();
+  auto emit = [&] {
+    PlanStep s;
+    s.kind = "matmul";
+    s.name = op.name.empty() ? "matmul" : op.name;
+    s.inputs = {want_plain(a), want_plain(b)};
+    s.post_ops = plan_post_ops(op, nullptr, true);
+    s.outputs = {produce(y, nullptr)};
+    plan_.steps.push_back(std::move(s));
+  };
+  auto emit_ref = [&] {
+    Json args = Json::array({targ("self", tensor_arg(cat("%", a))), targ("other", tensor_arg(cat("%", b)))});
+    finish_ref(op, ref_step(op, "torch.ops.aten.matmul.default", std::move(args), {a, b}, {}));
+  };
+  std::vector<std::pair<std::string, Emitter>> c;
+  if (dnnl_ok) c.push_back({"matmul", emit});
+  c.push_back({"reference", emit_ref});
+  choose(op, c);
+}
+
+void EngineBuilder::pool(const FusedOp& op) {
+  int x = op.inputs[0], y = op.outputs[0];
+  const Shape& xd = gdims_[x];
+  const Shape& yd = gdims_[y];
+  EMBER_CHECK(xd.size() == 4 && yd.size() == 4, ErrorCode::kUnsupported, g_.name, ": ", op.op, " '", op.name,
+              "': only 4-D (NCHW) inputs are supported");
+  bool spatial_dynamic = false;
+  for (int i = 2; i < 4; ++i)
+    spatial_dynamic = spatial_dynamic || !g_.values[x].symbols.empty() && !g_.values[x].symbols[i].empty();
+  PlanStep s;
+  s.kind = "pool";
+  s.name = op.name.empty() ? op.op : op.name;
+  bool dnnl_ok = f32(x) && !spatial_dynamic;
+  std::string ref_target;
+  Json ref_args = Json::array({targ("self", tensor_arg(cat("%", x)))});
+  if (op.op == "adaptive_avg_pool2d") {
+    auto out = int_list(op.attrs, "output_size", {yd[2], yd[3]}, op.name);
+    s.adaptive = true;
+    s.alg = "avg_exclude_pad";
+    dnnl_ok = dnnl_ok && xd[2] % yd[2] == 0 && xd[3] % yd[3] == 0;
+    ref_target = "torch.ops.aten.adaptive_avg_pool2d.default";
+    ref_args.push_back(targ("output_size", {{"as_ints", out}}));
+  } else {
+    auto kernel = int_list(op.attrs, "kernel", {}, op.name);
+    if (kernel.empty()) kernel = int_list(op.attrs, "kernel_size", {}, op.name);
+    EMBER_CHECK(kernel.size() == 2, ErrorCode::kInvalidArgument, g_.name, ": ", op.op, " '", op.name,
+                "': attribute kernel[2] is required");
+    auto stride = int_list(op.attrs, "stride", kernel, op.name);
+    if (stride.empty()) stride = kernel;
+    auto pad = int_list(op.attrs, "padding", {0, 0}, op.name);
+    auto dil = int_list(op.attrs, "dilation", {1, 1}, op.name);
+    bool ceil_mode = bool_attr(op.attrs, "ceil_mode", false);
+    bool max = op.op == "max_pool2d";
+    bool include_pad = bool_attr(op.attrs, "count_include_pad", true);
+    s.kernel = kernel;
+    s.strides = stride;
+    s.pad_l = pad;
+    s.dilation = {dil[0] - 1, dil[1] - 1};
+    s.pad_r.resize(2);
+    bool extra_pad = false;
+    for (int i = 0; i < 2; ++i) {
+      // Right padding such that oneDNN's output size is the graph's (ceil_mode adds some).
+      s.pad_r[i] = std::max<int64_t>(pad[i], (yd[2 + i] - 1) * stride[i] + dil[i] * (kernel[i] - 1) + 1 - xd[2 + i] - pad[i]);
+      extra_pad = extra_pad || s.pad_r[i] > pad[i];
+    }
+    s.alg = max ? "max" : include_pad ? "avg_include_pad" : "avg_exclude_pad";
+    if (!max && include_pad && extra_pad) dnnl_ok = false;  // PyTorch does not count ceil-mode padding
+    if (int_attr(op.attrs, "divisor_override", 0) != 0) dnnl_ok = false;
+    ref_target = max ? "torch.ops.aten.max_pool2d.default" : "torch.ops.aten.avg_pool2d.default";
+    ref_args.push_back(targ("kernel_size", {{"as_ints", kernel}}));
+    ref_args.push_back(targ("stride", {{"as_ints", stride}}));
+    ref_args.push_back(targ("padding", {{"as_ints", pad}}));
+    if (max) ref_args.push_back(targ("dilation", {{"as_ints", dil}}));
+    ref_args.push_back(targ("ceil_mode", {{"as_bool", ceil_mode}}));
+    if (!max) ref_args.push_back(targ("count_include_pad", {{"as_bool", include_pad}}));
+  }
+  auto emit = [&, s]() mutable {
+    // Pooling works on whatever layout the input is in; the output keeps that layout.
+    int in = current_.at(x);
+    memory::desc src = desc_of(in);
+    memory::desc dst = relayout(src, yd);
+    s.inputs = {in};
+    s.outputs = {produce(y, &dst)};
+    plan_.steps.push_back(s);
+  };
+  auto emit_ref = [&] { finish_ref(op, ref_step(op, ref_target, ref_args, {x}, {})); };
+  EMBER_CHECK(op.post_ops.empty(), ErrorCode::kUnsupported, g_.name, ": ", op.op, " '", op.name,
+              "': post-ops are not supported on pooling");
+  std::vector<std::pair<std::string, Emitter>> c;
+  if (dnnl_ok) c.push_back({"onednn", emit});
+  c.push_back({"reference", emit_ref});
+  choose(op, c);
+}
+
+void EngineBuilder::eltwise(const FusedOp& op) {
+  int x = op.inputs[0], y = op.outputs[0];
+  std::string alg = str_attr(op.attrs, "alg", "");
+  float alpha = static_cast<float>(float_attr(op.attrs, "alpha", 0)), beta = static_cast<float>(float_attr(op.attrs, "beta", 0));
+  bool only_eltwise = std::all_of(op.post_ops.begin(), op.post_ops.end(),
+                                  [](const PostOp& p) { return p.kind == PostOp::Kind::kEltwise; });
+  auto emit = [&] {
+    int in = current_.at(x);
+    memory::desc d = desc_of(in);
+    int out = produce(y, &d);
+    PlanStep s;
+    s.kind = "eltwise";
+    s.name = op.name.empty() ? alg : op.name;
+    s.alg = alg;
+    s.alpha = alpha;
+    s.beta = beta;
+    s.inputs = {in};
+    s.outputs = {out};
+    plan_.steps.push_back(s);
+    for (const PostOp& p : op.post_ops) {  // fused eltwise chain: applied in place
+      PlanStep t = s;
+      t.name = cat(s.name, "+", p.alg);
+      t.alg = p.alg;
+      t.alpha = p.alpha;
+      t.beta = p.beta;
+      t.inputs = {out};
+      plan_.steps.push_back(std::move(t));
+    }
+  };
+  auto emit_ref = [&] {
+    std::string target;
+    Json args = eltwise_ref_call(alg, alpha, beta, &target);
+    rewrite_tensor_names(args, [&](const std::string&) { return cat("%", x); });
+    finish_ref(op, ref_step(op, target, std::move(args), {x}, {}));
+  };
+  std::vector<std::pair<std::string, Emitter>> c;
+  if (f32(x) && only_eltwise) c.push_back({"onednn", emit});
+  c.push_back({"reference", emit_ref});
+  choose(op, c);
+}
+
+void EngineBuilder::binary(const FusedOp& op) {
+  int a = op.inputs[0], b = op.inputs[1], y = op.outputs[0];
+  std::string alg = str_attr(op.attrs, "alg", "");
+  bool commutative = alg == "add" || alg == "mul" || alg == "max" || alg == "min";
+  if (gdims_[a] != gdims_[y] && gdims_[b] == gdims_[y] && commutative) std::swap(a, b);
+  bool dnnl_ok = f32(a) && f32(b) && gdims_[a] == gdims_[y] && gdims_[b].size() <= gdims_[y].size();
+  auto emit = [&] {
+    int in_a = current_.at(a);
+    memory::desc d = desc_of(in_a);
+    int in_b = gdims_[b] == gdims_[a] ? want(b, d) : want_plain(b);
+    PlanStep s;
+    s.kind = "binary";
+    s.name = op.name.empty() ? alg : op.name;
+    s.alg = alg;
+    s.inputs = {in_a, in_b};
+    s.post_ops = plan_post_ops(op, &d, true);
+    s.outputs = {produce(y, &d)};
+    plan_.steps.push_back(std::move(s));
+  };
+  auto emit_ref = [&] {
+    static const std::map<std::string, std::string> kTargets = {
+        {"add", "torch.ops.aten.add.Tensor"}, {"sub", "torch.ops.aten.sub.Tensor"},
+        {"mul", "torch.ops.aten.mul.Tensor"}, {"div", "torch.ops.aten.div.Tensor"},
+        {"max", "torch.ops.aten.maximum.default"}, {"min", "torch.ops.aten.minimum.default"}};
+    auto it = kTargets.find(alg);
+    EMBER_CHECK(it != kTargets.end(), ErrorCode::kUnsupported, "binary alg '", alg, "'");
+    int l = op.inputs[0], r = op.inputs[1];
+    Json args = Json::array({targ("self", tensor_arg(cat("%", l))), targ("other", tensor_arg(cat("%", r)))});
+    finish_ref(op, ref_step(op, it->second, std::move(args), {l, r}, {}));
+  };
+  std::vector<std::pair<std::string, Emitter>> c;
+  if (dnnl_ok) c.push_back({"onednn", emit});
+  c.push_back({"reference", emit_ref});
+  choose(op, c);
+}
+
+void EngineBuilder::softmax(const FusedOp& op) {
+  int x = op.inputs[0], y = op.outputs[0];
+  bool log = op.op == "log_softmax";
+  int64_t dim = int_attr(op.attrs, "dim", -1);
+  auto emit = [&] {
+    PlanStep s;
+    s.kind = "softmax";
+    s.name = op.name.empty() ? op.op : op.name;
+    s.axis = dim;
+    s.log = log;
+    s.inputs = {want_plain(x)};
+    s.outputs = {produce(y, nullptr)};
+    plan_.steps.push_back(std::move(s));
+  };
+  auto emit_ref = [&] {
+    Json args = Json::array({targ("self", tensor_arg(cat("%", x))), targ("dim", {{"as_int", dim}}),
+                             targ("half_to_float", {{"as_bool", false}})});
+    finish_ref(op, ref_step(op, log ? "torch.ops.aten._log_softmax.default" : "torch.ops.aten._softmax.default",
+                            std::move(args), {x}, {}));
+  };
+  std::vector<std::pair<std::string, Emitter>> c;
+  if (f32(x) && op.post_ops.empty() && !gdims_[x].empty()) c.push_back({"onednn", emit});
+  c.push_back({"reference", emit_ref});
+  choose(op, c);
+}
+
+void EngineBuilder::layer_norm(const FusedOp& op) {
+  int x = op.inputs[0], y = op.outputs[0];
+  auto shape = int_list(op.attrs, "normalized_shape", {gdims_[x].empty() ? 1 : gdims_[x].back()}, op.name);
+  double eps = float_attr(op.attrs, "eps", 1e-5);
+  bool has_w = bool_attr(op.attrs, "has_weight", !op.constants.empty());
+  bool has_b = bool_attr(op.attrs, "has_bias", op.constants.size() > 1);
+  const Tensor* w = has_w ? &op.constants.at(0) : nullptr;
+  const Tensor* b = has_b ? &op.constants.at(has_w ? 1 : 0) : nullptr;
+  int64_t norm = shape_numel(shape);
+  bool fp32 = f32(x) && (!w || w->dtype() == DType::kFloat32) && (!b || b->dtype() == DType::kFloat32);
+  auto emit = [&] {
+    PlanStep s;
+    s.kind = "layer_norm";
+    s.name = op.name.empty() ? "layer_norm" : op.name;
+    s.eps = static_cast<float>(eps);
+    s.norm_size = norm;
+    s.inputs = {want_plain(x)};
+    s.blobs = {w ? add_plain_blob(w->contiguous().view({norm})) : -1, b ? add_plain_blob(b->contiguous().view({norm})) : -1};
+    s.post_ops = plan_post_ops(op, nullptr, true);
+    s.outputs = {produce(y, nullptr)};
+    plan_.steps.push_back(std::move(s));
+  };
+  auto emit_ref = [&] {
+    Json args = Json::array({targ("input", tensor_arg(cat("%", x))), targ("normalized_shape", {{"as_ints", shape}}),
+                             targ("weight", w ? tensor_arg("$0") : Json{{"as_none", true}}),
+                             targ("bias", b ? tensor_arg(w ? "$1" : "$0") : Json{{"as_none", true}}),
+                             targ("eps", {{"as_float", eps}})});
+    std::vector<Tensor> consts;
+    if (w) consts.push_back(*w);
+    if (b) consts.push_back(*b);
+    finish_ref(op, ref_step(op, "torch.ops.aten.layer_norm.default", std::move(args), {x}, consts));
+  };
+  std::vector<std::pair<std::string, Emitter>> c;
+  if (fp32 && op.post_ops.empty()) c.push_back({"onednn", emit});
+  c.push_back({"reference", emit_ref});
+  choose(op, c);
+}
+
+void EngineBuilder::reference(const FusedOp& op) {
+  std::string target = str_attr(op.attrs, "target", "");
+  EMBER_CHECK(!target.empty(), ErrorCode::kInvalidArgument, g_.name, ": reference op '", op.name,
+              "' needs attrs.target");
+  Json args = op.attrs.contains("args") ? op.attrs["args"] : Json::array();
+  EMBER_CHECK(args.is_array(), ErrorCode::kInvalidArgument, g_.name, ": reference op '", op.name,
+              "': attrs.args must be an array");
+  // Validate against the schema now (in infer mode), so a bad call fails at build, not at run.
+  const ops::OpDef& def = ops::require_op(target);
+  ops::ArgResolver r;
+  r.spec = [&](const std::string& name) -> ops::TensorSpec {
+    EMBER_CHECK(name.size() > 1 && (name[0] == '%' || name[0] == '$'), ErrorCode::kInvalidArgument, g_.name,
+                ": reference op '", op.name, "': tensor name '", name, "' must be %<value> or $<constant>");
+    int id = std::stoi(name.substr(1));
+    if (name[0] == '$') {
+      EMBER_CHECK(id >= 0 && id < static_cast<int>(op.constants.size()), ErrorCode::kInvalidArgument, g_.name,
+                  ": reference op '", op.name, "': constant ", name, " does not exist");
+      return {op.constants[id].dtype(), op.constants[id].sizes()};
+    }
+    EMBER_CHECK(std::find(op.inputs.begin(), op.inputs.end(), id) != op.inputs.end(), ErrorCode::kInvalidArgument,
+                g_.name, ": reference op '", op.name, "': value ", name, " is not among the op's inputs");
+    return {g_.values[id].dtype, gdims_[id]};
+  };
+  r.symbol = [&](const std::string& name) -> int64_t {
+    auto it = plan_.build_symbols.find(name);
+    EMBER_CHECK(it != plan_.build_symbols.end(), ErrorCode::kInvalidArgument, g_.name, ": reference op '", op.name,
+                "' uses symbol '", name, "' that no engine input binds");
+    return it->second;
+  };
+  ops::OpCall call = ops::make_call_from_json(def, op.name, args, r, true);
+  std::vector<ops::TensorSpec> specs = def.infer(call);
+  EMBER_CHECK(specs.size() >= op.outputs.size(), ErrorCode::kInvalidArgument, g_.name, ": reference op '", op.name,
+              "' (", target, ") has ", specs.size(), " tensor outputs, the graph binds ", op.outputs.size());
+  for (size_t k = 0; k < op.outputs.size(); ++k) {
+    const EngineValue& v = g_.values[op.outputs[k]];
+    EMBER_CHECK(specs[k].dtype == v.dtype && specs[k].sizes == gdims_[op.outputs[k]], ErrorCode::kInvalidArgument,
+                g_.name, ": reference op '", op.name, "' (", target, "): output ", k, " is ", dtype_name(specs[k].dtype),
+                shape_str(specs[k].sizes), ", the graph says ", dtype_name(v.dtype), shape_str(gdims_[op.outputs[k]]));
+  }
+  std::vector<std::pair<std::string, Emitter>> c;
+  std::set<int> ins(op.inputs.begin(), op.inputs.end());
+  c.push_back({"reference", [&] {
+                 finish_ref(op, ref_step(op, target, args, std::vector<int>(ins.begin(), ins.end()), op.constants));
+               }});
+  choose(op, c);
+}
+
+void EngineBuilder::finish_outputs() {
+  std::set<int> used_as_output;
+  for (size_t k = 0; k < g_.outputs.size(); ++k) {
+    int gv = g_.outputs[k];
+    EMBER_CHECK(gv >= 0 && gv < static_cast<int>(g_.values.size()), ErrorCode::kInvalidArgument, g_.name,
+                ": output ", k, " is not a value id");
+    int cur = current_.at(gv);
+    EMBER_CHECK(cur >= 0, ErrorCode::kInvalidArgument, g_.name, ": output ", k, " ('", g_.values[gv].name,
+                "') is never produced");
+    int pv = -1;
+    // Prefer an existing plain copy produced by a step (not an engine input, not another output).
+    std::vector<int> cands = {cur};
+    cands.insert(cands.end(), copies_[gv].begin(), copies_[gv].end());
+    for (int c : cands) {
+      const PlanValue& v = plan_.values[c];
+      if (v.placement == Placement::kArena && (!v.has_desc || is_plain(v.desc)) && !used_as_output.count(c)) {
+        pv = c;
+        break;
+      }
+    }
+    if (pv < 0) {
+      memory::desc d = plain(gv);
+      pv = add_value(cat(g_.values[gv].name, "@out", k), gv, g_.values[gv].dtype, &d);
+      PlanStep s;
+      s.kind = "reorder";
+      s.name = cat("output ", k, " ", g_.values[gv].name);
+      s.inputs = {cur};
+      s.outputs = {pv};
+      s.impl = "reorder";
+      s.tactic = "copy";
+      EMBER_CHECK(plan_.values[cur].has_desc, ErrorCode::kUnsupported, g_.name, ": output ", k, " ('",
+                  g_.values[gv].name, "') of dtype ", dtype_name(g_.values[gv].dtype),
+                  " is an engine input or repeated output, which only oneDNN types support");
+      plan_.steps.push_back(std::move(s));
+    }
+    plan_.values[pv].placement = Placement::kOutput;
+    plan_.values[pv].io_index = static_cast<int>(k);
+    plan_.outputs.push_back(pv);
+    used_as_output.insert(pv);
+  }
+}
+
+void EngineBuilder::plan_memory() {
+  compute_lifetimes(plan_);
+  // In-place residual adds: the destination of a sum post-op takes the operand's bytes when
+  // the operand dies at that step, has the same layout and is not also read by the step.
+  auto root = [&](int v) { return plan_.values[v].alias >= 0 ? plan_.values[v].alias : v; };
+  for (int k = 0; k < static_cast<int>(plan_.steps.size()); ++k) {
+    const PlanStep& s = plan_.steps[k];
+    for (const PlanPostOp& p : s.post_ops) {
+      if (p.kind != "sum") continue;
+      int r = p.value, d = s.outputs[0];
+      const PlanValue& rv = plan_.values[r];
+      const PlanValue& dv = plan_.values[d];
+      bool read_by_step = std::find(s.inputs.begin(), s.inputs.end(), r) != s.inputs.end();
+      if (rv.placement == Placement::kArena && dv.placement == Placement::kArena && rv.last_use == k &&
+          !read_by_step && rv.desc == dv.desc && dv.alias < 0)
+        plan_.values[d].alias = root(r);
+    }
+  }
+  std::vector<int64_t> sizes, offsets;
+  for (const PlanValue& v : plan_.values) sizes.push_back(value_bytes(v, v.dims, v.desc));
+  plan_.arena_size = assign_arena(plan_, sizes, &offsets);
+  for (size_t i = 0; i < plan_.values.size(); ++i) plan_.values[i].offset = offsets[i];
+}
+
+EngineMeta EngineBuilder::make_meta() {
+  EngineMeta meta;
+  meta.name = g_.name;
+  meta.backend = "cpu";
+  meta.target.arch = build_arch();
+  for (const PlanStep& s : plan_.steps)
+    if (s.kind != "reference")
+      for (const std::string& f : isa_features_of_impl(s.impl)) meta.target.isa_features.insert(f);
+  auto binding = [&](int gv, int k, bool input) {
+    const EngineValue& v = g_.values[gv];
+    EngineIoBinding b;
+    b.name = v.name.empty() ? cat(input ? "input" : "output", k) : v.name;
+    b.dtype = v.dtype;
+    for (size_t i = 0; i < v.dims.size(); ++i) {
+      EngineDim d;
+      std::string sym = i < v.symbols.size() ? v.symbols[i] : "";
+      if (sym.empty()) {
+        d.min = d.max = v.dims[i];
+      } else {
+        const SymbolRange& r = g_.ranges.at(sym);
+        d.min = r.min;
+        d.max = r.max;
+        d.symbol = sym;
+      }
+      b.shape.push_back(d);
+    }
+    return b;
+  };
+  for (size_t k = 0; k < g_.inputs.size(); ++k) meta.inputs.push_back(binding(g_.inputs[k], int(k), true));
+  for (size_t k = 0; k < g_.outputs.size(); ++k) meta.outputs.push_back(binding(g_.outputs[k], int(k), false));
+  Json ops = Json::array();
+  for (const FusedOp& op : g_.ops) ops.push_back(op.op);
+  Json steps = Json::array();
+  for (const PlanStep& s : plan_.steps) steps.push_back(cat(s.kind, " ", s.name, ": ", s.tactic, " ", s.impl));
+  meta.build_settings = Json{{"threads", opt_.threads},
+                             {"time_tactics", opt_.time_tactics},
+                             {"timing_iterations", opt_.timing_iterations},
+                             {"onednn_version", cat(dnnl_version()->major, ".", dnnl_version()->minor, ".",
+                                                    dnnl_version()->patch)},
+                             {"host_isa", cat(static_cast<int>(dnnl::get_effective_cpu_isa()))},
+                             {"build_symbols", plan_.build_symbols},
+                             {"ops", ops},
+                             {"steps", steps},
+                             {"arena_bytes", plan_.arena_size}};
+  return meta;
+}
+
+std::shared_ptr<Storage> EngineBuilder::build() {
+  ScopedThreads threads(opt_.threads);
+  plan_.engine_name = g_.name;
+  const int nv = static_cast<int>(g_.values.size());
+  // Build-time value of each symbol: the midpoint of its range, capped at 64 (docs/cpu-backend.md).
+  for (const EngineValue& v : g_.values) {
+    EMBER_CHECK(v.symbols.empty() || v.symbols.size() == v.dims.size(), ErrorCode::kInvalidArgument, g_.name,
+                ": value '", v.name, "': symbols must be empty or one per dim");
+    for (const std::string& s : v.symbols) {
+      if (s.empty() || plan_.build_symbols.count(s)) continue;
+      auto it = g_.ranges.find(s);
+      EMBER_CHECK(it != g_.ranges.end(), ErrorCode::kInvalidArgument, g_.name, ": symbol '", s, "' of value '", v.name,
+                  "' has no range");
+      int64_t lo = std::max<int64_t>(it->second.min, 0), hi = it->second.max;
+      EMBER_CHECK(hi >= lo, ErrorCode::kInvalidArgument, g_.name, ": symbol '", s, "' has an empty range");
+      int64_t mid = lo + (std::min<int64_t>(hi, lo + 126) - lo) / 2;
+      if (mid < 1 && hi >= 1) mid = 1;
+      plan_.build_symbols[s] = mid;
+    }
+  }
+  for (const EngineValue& v : g_.values) {
+    Shape d = v.dims;
+    for (size_t i = 0; i < d.size(); ++i) {
+      if (i < v.symbols.size() && !v.symbols[i].empty()) d[i] = plan_.build_symbols.at(v.symbols[i]);
+      EMBER_CHECK(d[i] >= 0, ErrorCode::kInvalidArgument, g_.name, ": value '", v.name, "' dim ", i,
+                  " is dynamic but names no symbol");
+    }
+    gdims_.push_back(std::move(d));
+  }
+  current_.assign(nv, -1);
+  copies_.assign(nv, {});
+  for (size_t k = 0; k < g_.inputs.size(); ++k) {
+    int gv = g_.inputs[k];
+    EMBER_CHECK(gv >= 0 && gv < nv, ErrorCode::kInvalidArgument, g_.name, ": input ", k, " is not a value id");
+    int pv = produce(gv, nullptr);
+    plan_.values[pv].placement = Placement::kInput;
+    plan_.values[pv].io_index = static_cast<int>(k);
+    plan_.inputs.push_back(pv);
+  }
+  try {
+    for (const FusedOp& op : g_.ops) emit_op(op);
+  } catch (const dnnl::error& e) {
+    fail(ErrorCode::kUnsupported, g_.name, ": oneDNN refused a kernel: ", e.what());
+  }
+  finish_outputs();
+  plan_memory();
+  EngineMeta meta = make_meta();
+
+  // Weights section: every blob 64-byte aligned.
+  int64_t wsize = 0;
+  for (PlanBlob& b : plan_.blobs) {
+    b.offset = wsize;
+    wsize += (b.size + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
+  }
+  auto weights = Storage::allocate(std::max<int64_t>(wsize, 1));
+  std::memset(weights->data(), 0, std::max<int64_t>(wsize, 1));
+  for (size_t i = 0; i < plan_.blobs.size(); ++i)
+    if (plan_.blobs[i].size) std::memcpy(weights->data() + plan_.blobs[i].offset, blob_data_[i]->data(), plan_.blobs[i].size);
+  std::string plan_text = plan_to_json(plan_).dump();
+  EngineWriter writer;
+  writer.set_meta(std::move(meta));
+  writer.add_section(kSectionPlan, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(plan_text.data()),
+                                                            plan_text.size()));
+  writer.add_section(kSectionWeights, std::span<const uint8_t>(weights->data(), static_cast<size_t>(wsize)));
+  return writer.write_to_storage();
+}
+
+}  // namespace
+
+std::shared_ptr<Storage> build_engine(const EngineGraph& graph, const BuildOptions& options) {
+  EngineBuilder b(graph, options);
+  return b.build();
+}
+
+bool supports(const FusedOp& op, const std::vector<EngineValue>& values, std::string* reason) {
+  auto no = [&](const std::string& why) {
+    if (reason) *reason = why;
+    return false;
+  };
+  static const std::set<std::string> kOps = {"conv2d",  "linear",  "matmul",     "max_pool2d", "avg_pool2d",
+                                             "adaptive_avg_pool2d", "eltwise", "binary", "softmax",
+                                             "log_softmax", "layer_norm", "reference"};
+  if (!kOps.count(op.op)) return no(cat("op kind '", op.op, "' is not implemented by the CPU backend"));
+  for (int v : op.inputs)
+    if (v < 0 || v >= static_cast<int>(values.size())) return no(cat("input ", v, " is not a value"));
+  if (op.op == "reference") {
+    std::string target = op.attrs.contains("target") && op.attrs["target"].is_string()
+                             ? op.attrs["target"].get<std::string>()
+                             : std::string();
+    if (!ops::Registry::global().find(target)) return no(cat("op '", target, "' has no reference kernel"));
+    return true;
+  }
+  if (op.op == "eltwise") {
+    std::string alg = str_attr(op.attrs, "alg", "");
+    std::string target;
+    try {
+      eltwise_ref_call(alg, 0, 0, &target);
+    } catch (const Error&) {
+      if (values[op.inputs[0]].dtype != DType::kFloat32) return no(cat("eltwise '", alg, "' needs float32"));
+    }
+  }
+  return true;
+}
+
+}  // namespace ember::cpu

@@ -1,0 +1,248 @@
+// Engine::load / run: replays a stored plan. Never times, never reorders weights, never
+// chooses a kernel: every decision comes from the plan.
+#include <omp.h>
+
+#include <chrono>
+#include <mutex>
+
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/exec.h"
+#include "backends/cpu/plan.h"
+#include "ember/error.h"
+#include "ember/log.h"
+
+namespace ember::cpu {
+
+namespace {
+
+class ScopedThreads {
+ public:
+  explicit ScopedThreads(int threads) : saved_(omp_get_max_threads()) {
+    if (threads > 0) omp_set_num_threads(threads);
+  }
+  ~ScopedThreads() { omp_set_num_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
+struct Buffers {
+  std::shared_ptr<Storage> arena, scratch;
+};
+
+class CpuEngine final : public Engine {
+ public:
+  CpuEngine(EngineView view, Plan plan, std::shared_ptr<Storage> weights)
+      : view_(std::move(view)), plan_(std::move(plan)), weights_(std::move(weights)) {
+    for (const EngineIoBinding& b : view_.meta().inputs)
+      for (const EngineDim& d : b.shape) dynamic_ = dynamic_ || !d.is_static();
+  }
+
+  const EngineMeta& meta() const override { return view_.meta(); }
+
+  std::shared_ptr<Prepared> prepared_uncached(const std::map<std::string, int64_t>& symbols) const {
+    return prepare(plan_, symbols, [this](int b) { return blob(b); }, weights_);
+  }
+
+  // Kernels for a shape and thread count, created once and cached.
+  std::shared_ptr<const Prepared> prepared(const std::map<std::string, int64_t>& symbols, int threads) const {
+    Key key{symbols, threads};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = cache_.find(key);
+      if (it != cache_.end()) return it->second;
+    }
+    std::shared_ptr<Prepared> p = prepared_uncached(symbols);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [it, inserted] = cache_.emplace(key, p);
+    return it->second;
+  }
+
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs, const RunOptions& options) const override {
+    const EngineMeta& m = meta();
+    const std::string& src = view_.source();
+    EMBER_CHECK(inputs.size() == m.inputs.size(), ErrorCode::kInvalidArgument, src, ": engine '", m.name,
+                "' expects ", m.inputs.size(), " inputs, got ", inputs.size());
+    std::map<std::string, int64_t> symbols;
+    std::vector<Tensor> contiguous(inputs.size());
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      const EngineIoBinding& b = m.inputs[k];
+      const Tensor& t = inputs[k];
+      EMBER_CHECK(t.defined(), ErrorCode::kInvalidArgument, src, ": engine '", m.name, "' input ", k, " ('", b.name,
+                  "') is undefined");
+      EMBER_CHECK(t.dtype() == b.dtype, ErrorCode::kDTypeMismatch, src, ": engine '", m.name, "' input ", k, " ('",
+                  b.name, "'): expected ", dtype_name(b.dtype), ", got ", dtype_name(t.dtype()));
+      EMBER_CHECK(t.dim() == static_cast<int64_t>(b.shape.size()), ErrorCode::kShapeMismatch, src, ": engine '",
+                  m.name, "' input ", k, " ('", b.name, "'): expected rank ", b.shape.size(), ", got ",
+                  shape_str(t.sizes()));
+      for (size_t i = 0; i < b.shape.size(); ++i) {
+        const EngineDim& d = b.shape[i];
+        int64_t got = t.size(static_cast<int64_t>(i));
+        EMBER_CHECK(got >= d.min && got <= d.max, ErrorCode::kShapeMismatch, src, ": engine '", m.name, "' input ", k,
+                    " ('", b.name, "') dim ", i, ": expected ",
+                    d.is_static() ? std::to_string(d.min)
+                                  : cat(d.symbol, " in ", d.min, "..",
+                                        d.max == kDimUnbounded ? std::string("inf") : std::to_string(d.max)),
+                    ", got ", got, " (shape ", shape_str(t.sizes()), ")");
+        if (!d.symbol.empty() && !d.is_static()) {
+          auto [it, inserted] = symbols.emplace(d.symbol, got);
+          EMBER_CHECK(it->second == got, ErrorCode::kShapeMismatch, src, ": engine '", m.name, "' input ", k, " ('",
+                      b.name, "') dim ", i, ": symbol ", d.symbol, " is ", it->second,
+                      " from an earlier input, got ", got);
+        }
+      }
+      contiguous[k] = t.contiguous();
+    }
+    for (const auto& [sym, v] : plan_.build_symbols)
+      EMBER_CHECK(symbols.count(sym), ErrorCode::kInvalidArgument, src, ": engine '", m.name, "': symbol ", sym,
+                  " is not bound by any input");
+
+    ScopedThreads scoped(options.threads);
+    int threads = omp_get_max_threads();
+    std::shared_ptr<const Prepared> p = prepared(symbols, threads);
+
+    std::vector<Tensor> outputs;
+    std::vector<uint8_t*> out_ptrs;
+    for (size_t k = 0; k < plan_.outputs.size(); ++k) {
+      const PlanValue& v = plan_.values[plan_.outputs[k]];
+      outputs.push_back(Tensor::empty(p->env.dims[plan_.outputs[k]], v.dtype));
+      out_ptrs.push_back(static_cast<uint8_t*>(outputs.back().raw_data()));
+    }
+    std::vector<const uint8_t*> in_ptrs;
+    for (const Tensor& t : contiguous) in_ptrs.push_back(static_cast<const uint8_t*>(t.raw_data()));
+    Buffers buf = acquire(p->arena_size, p->scratch_bytes);
+    try {
+      execute(*p, in_ptrs, out_ptrs, buf.arena->data(), buf.scratch->data());
+    } catch (...) {
+      release(std::move(buf));
+      throw;
+    }
+    release(std::move(buf));
+    return outputs;
+  }
+
+  std::string describe() const override {
+    std::string s = cat("engine '", plan_.engine_name, "' (cpu): ", plan_.steps.size(), " steps, arena ",
+                        plan_.arena_size, " bytes, weights ", weights_->nbytes(), " bytes, requires ",
+                        target_str(meta().target), "\n");
+    for (size_t k = 0; k < plan_.steps.size(); ++k) {
+      const PlanStep& st = plan_.steps[k];
+      s += cat("  [", k, "] ", st.kind, " '", st.name, "'");
+      if (!st.tactic.empty()) s += cat(" tactic=", st.tactic);
+      if (!st.impl.empty()) s += cat(" impl=", st.impl);
+      if (st.kind == "reference") s += cat(" target=", st.target);
+      for (int o : st.outputs) {
+        const PlanValue& v = plan_.values[o];
+        s += cat(" -> ", v.name, " ", dtype_name(v.dtype), shape_str(v.dims));
+        if (v.has_desc) s += cat(" ", desc_str(v.desc));
+      }
+      if (!st.post_ops.empty()) {
+        s += " post-ops:";
+        for (const PlanPostOp& po : st.post_ops) s += cat(" ", po.kind, po.alg.empty() ? "" : ":" + po.alg);
+      }
+      s += "\n";
+    }
+    return s;
+  }
+
+  // Caches kernels created at load for the calling thread's thread count.
+  void adopt(const std::map<std::string, int64_t>& symbols, std::shared_ptr<Prepared> p) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    cache_.emplace(Key{symbols, omp_get_max_threads()}, std::move(p));
+  }
+
+  // Bound blob pointer: weights base + blob offset (validated by plan_from_json).
+  const uint8_t* blob(int b) const { return weights_->data() + plan_.blobs.at(b).offset; }
+  const Plan& plan() const { return plan_; }
+  bool dynamic() const { return dynamic_; }
+
+ private:
+  struct Key {
+    std::map<std::string, int64_t> symbols;
+    int threads;
+    bool operator<(const Key& o) const { return std::tie(symbols, threads) < std::tie(o.symbols, o.threads); }
+  };
+
+  Buffers acquire(int64_t arena, size_t scratch) const {
+    {
+      std::lock_guard<std::mutex> lock(pool_mu_);
+      for (size_t i = 0; i < pool_.size(); ++i) {
+        if (pool_[i].arena->nbytes() >= static_cast<size_t>(std::max<int64_t>(arena, 1)) &&
+            pool_[i].scratch->nbytes() >= std::max<size_t>(scratch, 1)) {
+          Buffers b = std::move(pool_[i]);
+          pool_.erase(pool_.begin() + static_cast<long>(i));
+          return b;
+        }
+      }
+    }
+    return {Storage::allocate(std::max<int64_t>(arena, 1)), Storage::allocate(std::max<size_t>(scratch, 1))};
+  }
+  void release(Buffers b) const {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (pool_.size() < 8) pool_.push_back(std::move(b));
+  }
+
+  EngineView view_;
+  Plan plan_;
+  std::shared_ptr<Storage> weights_;
+  bool dynamic_ = false;
+  mutable std::mutex mu_;
+  mutable std::map<Key, std::shared_ptr<Prepared>> cache_;
+  mutable std::mutex pool_mu_;
+  mutable std::vector<Buffers> pool_;
+};
+
+}  // namespace
+
+std::shared_ptr<const Engine> Engine::load(std::shared_ptr<Storage> bytes, const std::string& source,
+                                           EngineVerification verification) {
+  EMBER_CHECK(bytes != nullptr, ErrorCode::kInvalidArgument, source, ": no engine bytes");
+  EngineView view = load_engine(std::move(bytes), source, host_target(), verification);
+  EMBER_CHECK(view.meta().backend == "cpu", ErrorCode::kUnsupported, source, ": engine '", view.meta().name,
+              "' was built for backend '", view.meta().backend, "', not 'cpu'");
+  std::shared_ptr<Storage> plan_bytes = view.section(kSectionPlan);
+  std::shared_ptr<Storage> weights = view.section(kSectionWeights);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(reinterpret_cast<const char*>(plan_bytes->data()),
+                              reinterpret_cast<const char*>(plan_bytes->data()) + plan_bytes->nbytes());
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorCode::kCorrupt, source, ": engine '", view.meta().name, "': plan section is not valid JSON: ", e.what());
+  }
+  Plan plan;
+  try {
+    plan = plan_from_json(j, static_cast<int64_t>(weights->nbytes()), source);
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorCode::kCorrupt, source, ": engine '", view.meta().name, "': plan: ", e.what());
+  }
+  const EngineMeta& m = view.meta();
+  EMBER_CHECK(plan.inputs.size() == m.inputs.size() && plan.outputs.size() == m.outputs.size(), ErrorCode::kCorrupt,
+              source, ": engine '", m.name, "': the plan has ", plan.inputs.size(), " inputs and ",
+              plan.outputs.size(), " outputs, the meta binds ", m.inputs.size(), " and ", m.outputs.size());
+  auto check_binding = [&](const EngineIoBinding& b, const PlanValue& v, const char* what, size_t k) {
+    bool ok = b.dtype == v.dtype && b.shape.size() == v.dims.size();
+    for (size_t i = 0; ok && i < v.dims.size(); ++i) {
+      const EngineDim& d = b.shape[i];
+      if (d.is_static()) ok = v.symbols[i].empty() && v.dims[i] == d.min;
+      else ok = !v.symbols[i].empty() && v.symbols[i] == d.symbol;
+    }
+    EMBER_CHECK(ok, ErrorCode::kCorrupt, source, ": engine '", m.name, "': ", what, " ", k, " ('", b.name,
+                "') disagrees between meta and plan");
+  };
+  for (size_t k = 0; k < plan.inputs.size(); ++k) check_binding(m.inputs[k], plan.values[plan.inputs[k]], "input", k);
+  for (size_t k = 0; k < plan.outputs.size(); ++k)
+    check_binding(m.outputs[k], plan.values[plan.outputs[k]], "output", k);
+
+  auto engine = std::make_shared<CpuEngine>(std::move(view), std::move(plan), std::move(weights));
+  // Static engines: create every kernel now (primitive creation only) so the first run is fast.
+  if (!engine->dynamic()) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::map<std::string, int64_t> none;
+    engine->adopt(none, engine->prepared_uncached(none));
+    log_debug(source, ": engine '", m.name, "': kernels created in ",
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), " ms");
+  }
+  return engine;
+}
+
+}  // namespace ember::cpu

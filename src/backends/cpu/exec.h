@@ -1,0 +1,75 @@
+// Executing a plan: kernels instantiated for one concrete shape ("Prepared"), run on a
+// per-call arena. Shared by the builder (which times candidate steps with exactly the
+// kernels the runtime will create) and by Engine (load / run).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "backends/cpu/plan.h"
+#include "ember/tensor.h"
+
+namespace ember::cpu {
+
+// The process-wide oneDNN CPU engine.
+const dnnl::engine& cpu_engine();
+
+// Everything a running step may touch.
+struct RunState {
+  dnnl::stream* stream = nullptr;
+  std::vector<uint8_t*> ptr;  // per value id (nullptr: not placed)
+  uint8_t* scratch = nullptr; // per-step temporary space (scratchpads, statistics)
+};
+
+class StepExec {
+ public:
+  virtual ~StepExec() = default;
+  virtual void run(RunState& state) const = 0;
+  size_t scratch_bytes = 0;  // temporary bytes the step needs during run()
+  std::string impl;          // kernel name (oneDNN impl_info_str, "reference:<target>")
+};
+
+// What kernels of one concrete shape need to know.
+struct ExecEnv {
+  const Plan* plan = nullptr;
+  std::vector<Shape> dims;                   // per value
+  std::vector<dnnl::memory::desc> descs;     // per value (empty desc for !has_desc)
+  std::map<std::string, int64_t> symbols;    // symbol values of this shape
+  // Bytes of blob k (read-only; kernels never write weights).
+  std::function<const uint8_t*(int blob)> blob_ptr;
+  std::shared_ptr<const void> keepalive;     // keeps the blob bytes alive
+};
+
+// Creates the kernel of `step`. dnnl errors become ember::Error naming the step.
+std::unique_ptr<StepExec> make_step_exec(const PlanStep& step, const ExecEnv& env);
+
+// Kernels and memory layout for one concrete shape.
+struct Prepared {
+  ExecEnv env;
+  std::vector<int64_t> offsets;  // per value (arena values)
+  int64_t arena_size = 0;
+  size_t scratch_bytes = 0;
+  std::vector<std::unique_ptr<StepExec>> steps;
+};
+
+// Dims of every value for `symbols` (build dims with symbols substituted).
+std::vector<Shape> value_dims(const Plan& plan, const std::map<std::string, int64_t>& symbols);
+// Creates every kernel for `symbols`. Uses the stored descs and arena offsets when the shape is
+// the build shape; otherwise relays the stored layouts out and re-plans the arena.
+std::shared_ptr<Prepared> prepare(const Plan& plan, const std::map<std::string, int64_t>& symbols,
+                                  std::function<const uint8_t*(int)> blob_ptr, std::shared_ptr<const void> keepalive);
+
+// Runs all steps. `inputs` / `outputs` point to the engine I/O buffers (plain, contiguous).
+void execute(const Prepared& p, const std::vector<const uint8_t*>& inputs, const std::vector<uint8_t*>& outputs,
+             uint8_t* arena, uint8_t* scratch);
+
+// ISA features an oneDNN implementation name implies on this host ("jit:avx2" -> avx, avx2, fma).
+std::vector<std::string> isa_features_of_impl(const std::string& impl);
+
+}  // namespace ember::cpu

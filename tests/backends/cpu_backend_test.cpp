@@ -1,0 +1,571 @@
+// CPU backend: engines built from hand-made EngineGraphs, compared with Ember's reference
+// op kernels (which are themselves tested against PyTorch's outputs in tests/ops).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "backends/cpu/cpu_backend.h"
+#include "ember/engine.h"
+#include "ember/log.h"
+#include "ops/arg_convert.h"
+
+namespace ember::cpu {
+namespace {
+
+using Json = nlohmann::json;
+
+Tensor random_tensor(const Shape& shape, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+  Tensor t = Tensor::empty(shape, DType::kFloat32);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = d(rng);
+  return t;
+}
+
+// Runs one reference kernel of the op registry.
+Tensor ref(const std::string& target, std::map<std::string, ops::OpArg, std::less<>> args) {
+  const ops::OpDef& def = ops::require_op(target);
+  auto out = def.run(ops::make_call(def, "test", std::move(args), false));
+  return out.at(0).tensor.contiguous();
+}
+ops::OpArg T(const Tensor& t) { return ops::OpArg::of(t); }
+ops::OpArg I(std::vector<int64_t> v) { return ops::OpArg::of_ints(std::move(v)); }
+
+Tensor ref_conv(const Tensor& x, const Tensor& w, const Tensor* b, std::vector<int64_t> stride,
+                std::vector<int64_t> pad, int64_t groups = 1) {
+  return ref("torch.ops.aten.convolution.default",
+             {{"input", T(x)}, {"weight", T(w)}, {"bias", b ? T(*b) : ops::OpArg::none()}, {"stride", I(stride)},
+              {"padding", I(pad)}, {"dilation", I({1, 1})}, {"transposed", ops::OpArg::of_bool(false)},
+              {"output_padding", I({0, 0})}, {"groups", ops::OpArg::of_int(groups)}});
+}
+Tensor ref_unary(const std::string& name, const Tensor& x) { return ref("torch.ops.aten." + name + ".default", {{"self", T(x)}}); }
+
+void expect_close(const Tensor& got, const Tensor& want, double tol = 1e-4) {
+  ASSERT_EQ(got.sizes(), want.sizes());
+  ASSERT_EQ(got.dtype(), want.dtype());
+  Tensor g = got.contiguous(), w = want.contiguous();
+  int64_t bad = 0;
+  double worst = 0;
+  for (int64_t i = 0; i < g.numel(); ++i) {
+    double a = element_as_double(g, i), b = element_as_double(w, i);
+    double err = std::abs(a - b);
+    if (err > tol + tol * std::abs(b)) ++bad;
+    worst = std::max(worst, err);
+  }
+  EXPECT_EQ(bad, 0) << "max abs error " << worst;
+}
+
+bool bitwise_equal(const Tensor& a, const Tensor& b) {
+  return a.sizes() == b.sizes() && a.dtype() == b.dtype() && std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()) == 0;
+}
+
+struct GraphMaker {
+  EngineGraph g;
+  int value(const std::string& name, Shape dims, std::vector<std::string> symbols = {}) {
+    EngineValue v;
+    v.name = name;
+    v.dims = std::move(dims);
+    v.symbols = symbols.empty() ? std::vector<std::string>(v.dims.size()) : std::move(symbols);
+    g.values.push_back(std::move(v));
+    return static_cast<int>(g.values.size()) - 1;
+  }
+  FusedOp& op(const std::string& kind, std::vector<int> in, std::vector<int> out, const std::string& name = "") {
+    FusedOp o;
+    o.op = kind;
+    o.inputs = std::move(in);
+    o.outputs = std::move(out);
+    o.name = name.empty() ? kind + std::to_string(g.ops.size()) : name;
+    g.ops.push_back(std::move(o));
+    return g.ops.back();
+  }
+};
+
+PostOp elt(const std::string& alg) {
+  PostOp p;
+  p.alg = alg;
+  return p;
+}
+
+BuildOptions fast() {
+  BuildOptions o;
+  o.time_tactics = false;
+  return o;
+}
+
+std::shared_ptr<const Engine> build_and_load(const EngineGraph& g, const BuildOptions& o = fast()) {
+  auto bytes = build_engine(g, o);
+  return Engine::load(bytes, g.name + ".engine");
+}
+
+// ---------------------------------------------------------------- ops vs reference kernels
+
+class ConvTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ConvTest, ConvBiasRelu) {
+  GraphMaker m;
+  m.g.name = "conv_relu";
+  int x = m.value("x", {2, 8, 14, 14});
+  int y = m.value("y", {2, 16, 7, 7});
+  Tensor w = random_tensor({16, 8, 3, 3}, 1), b = random_tensor({16}, 2);
+  FusedOp& c = m.op("conv2d", {x}, {y}, "conv1");
+  c.constants = {w, b};
+  c.attrs = {{"stride", {2, 2}}, {"padding", {1, 1}}, {"dilation", {1, 1}}, {"groups", 1}};
+  c.post_ops = {elt("relu")};
+  m.g.inputs = {x};
+  m.g.outputs = {y};
+  BuildOptions o = fast();
+  o.time_tactics = GetParam();
+  std::vector<std::string> progress;
+  o.progress = [&](const std::string& s) { progress.push_back(s); };
+  auto e = build_and_load(m.g, o);
+  EXPECT_FALSE(progress.empty());
+  Tensor in = random_tensor({2, 8, 14, 14}, 3);
+  auto out = e->run({in});
+  expect_close(out.at(0), ref_unary("relu", ref_conv(in, w, &b, {2, 2}, {1, 1})));
+  EXPECT_NE(e->describe().find("conv1"), std::string::npos);
+}
+
+TEST_P(ConvTest, ResidualBlockWithSumPostOp) {
+  // conv1 (BN already folded into weights) + relu, conv2 + residual add (sum post-op) + relu,
+  // then a grouped conv: a chain that stays in blocked layouts.
+  GraphMaker m;
+  m.g.name = "resblock";
+  int x = m.value("x", {1, 16, 10, 10});
+  int y1 = m.value("y1", {1, 16, 10, 10});
+  int y2 = m.value("y2", {1, 16, 10, 10});
+  int y3 = m.value("y3", {1, 16, 5, 5});
+  Tensor w1 = random_tensor({16, 16, 3, 3}, 4, -0.2f, 0.2f), b1 = random_tensor({16}, 5);
+  Tensor w2 = random_tensor({16, 16, 3, 3}, 6, -0.2f, 0.2f), b2 = random_tensor({16}, 7);
+  Tensor w3 = random_tensor({16, 4, 3, 3}, 8, -0.2f, 0.2f);
+  FusedOp& c1 = m.op("conv2d", {x}, {y1}, "layer1.0.conv1");
+  c1.constants = {w1, b1};
+  c1.attrs = {{"stride", {1, 1}}, {"padding", {1, 1}}};
+  c1.post_ops = {elt("relu")};
+  FusedOp& c2 = m.op("conv2d", {y1}, {y2}, "layer1.0.conv2");
+  c2.constants = {w2, b2};
+  c2.attrs = {{"stride", {1, 1}}, {"padding", {1, 1}}};
+  PostOp sum;
+  sum.kind = PostOp::Kind::kSum;
+  sum.value = x;
+  c2.post_ops = {sum, elt("relu")};
+  FusedOp& c3 = m.op("conv2d", {y2}, {y3}, "grouped");
+  c3.constants = {w3};
+  c3.attrs = {{"stride", {2, 2}}, {"padding", {1, 1}}, {"groups", 4}};
+  m.g.inputs = {x};
+  m.g.outputs = {y3, y2};
+  BuildOptions o = fast();
+  o.time_tactics = GetParam();
+  auto e = build_and_load(m.g, o);
+  Tensor in = random_tensor({1, 16, 10, 10}, 9);
+  auto out = e->run({in});
+  Tensor r1 = ref_unary("relu", ref_conv(in, w1, &b1, {1, 1}, {1, 1}));
+  Tensor r2 = ref_unary("relu", ref("torch.ops.aten.add.Tensor", {{"self", T(ref_conv(r1, w2, &b2, {1, 1}, {1, 1}))},
+                                                                   {"other", T(in)}}));
+  Tensor r3 = ref_conv(r2, w3, nullptr, {2, 2}, {1, 1}, 4);
+  expect_close(out.at(1), r2);
+  expect_close(out.at(0), r3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tactics, ConvTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "timed" : "untimed"; });
+
+TEST(CpuBackend, LinearGelu) {
+  for (bool timed : {false, true}) {
+    GraphMaker m;
+    m.g.name = "linear_gelu";
+    int x = m.value("x", {3, 5, 32});
+    int y = m.value("y", {3, 5, 64});
+    Tensor w = random_tensor({64, 32}, 10), b = random_tensor({64}, 11);
+    FusedOp& l = m.op("linear", {x}, {y}, "fc");
+    l.constants = {w, b};
+    l.post_ops = {elt("gelu_erf")};
+    m.g.inputs = {x};
+    m.g.outputs = {y};
+    BuildOptions o = fast();
+    o.time_tactics = timed;
+    auto e = build_and_load(m.g, o);
+    Tensor in = random_tensor({3, 5, 32}, 12);
+    Tensor want = ref_unary("gelu", ref("torch.ops.aten.linear.default", {{"input", T(in)}, {"weight", T(w)}, {"bias", T(b)}}));
+    expect_close(e->run({in}).at(0), want);
+  }
+}
+
+TEST(CpuBackend, Pooling) {
+  GraphMaker m;
+  m.g.name = "pools";
+  int x = m.value("x", {2, 8, 15, 15});
+  int mp = m.value("mp", {2, 8, 8, 8});
+  int mpc = m.value("mpc", {2, 8, 8, 8});
+  int ap = m.value("ap", {2, 8, 7, 7});
+  int gp = m.value("gp", {2, 8, 1, 1});
+  m.op("max_pool2d", {x}, {mp}).attrs = {{"kernel", {3, 3}}, {"stride", {2, 2}}, {"padding", {1, 1}}};
+  m.op("max_pool2d", {x}, {mpc}).attrs = {{"kernel", {2, 2}}, {"stride", {2, 2}}, {"ceil_mode", true}};
+  m.op("avg_pool2d", {x}, {ap}).attrs = {{"kernel", {3, 3}}, {"stride", {2, 2}}, {"padding", {0, 0}}};
+  m.op("adaptive_avg_pool2d", {x}, {gp}).attrs = {{"output_size", {1, 1}}};
+  m.g.inputs = {x};
+  m.g.outputs = {mp, mpc, ap, gp};
+  auto e = build_and_load(m.g);
+  Tensor in = random_tensor({2, 8, 15, 15}, 13);
+  auto out = e->run({in});
+  auto B = [](bool b) { return ops::OpArg::of_bool(b); };
+  expect_close(out[0], ref("torch.ops.aten.max_pool2d.default",
+                           {{"self", T(in)}, {"kernel_size", I({3, 3})}, {"stride", I({2, 2})}, {"padding", I({1, 1})}}));
+  expect_close(out[1], ref("torch.ops.aten.max_pool2d.default",
+                           {{"self", T(in)}, {"kernel_size", I({2, 2})}, {"stride", I({2, 2})}, {"ceil_mode", B(true)}}));
+  expect_close(out[2], ref("torch.ops.aten.avg_pool2d.default",
+                           {{"self", T(in)}, {"kernel_size", I({3, 3})}, {"stride", I({2, 2})}}));
+  expect_close(out[3], ref("torch.ops.aten.adaptive_avg_pool2d.default", {{"self", T(in)}, {"output_size", I({1, 1})}}));
+}
+
+TEST(CpuBackend, SoftmaxAndLogSoftmax) {
+  GraphMaker m;
+  m.g.name = "softmax";
+  int x = m.value("x", {4, 3, 10});
+  int s = m.value("s", {4, 3, 10});
+  int ls = m.value("ls", {4, 3, 10});
+  m.op("softmax", {x}, {s}).attrs = {{"dim", -1}};
+  m.op("log_softmax", {x}, {ls}).attrs = {{"dim", 1}};
+  m.g.inputs = {x};
+  m.g.outputs = {s, ls};
+  auto e = build_and_load(m.g);
+  Tensor in = random_tensor({4, 3, 10}, 14, -3, 3);
+  auto out = e->run({in});
+  auto F = ops::OpArg::of_bool(false);
+  expect_close(out[0], ref("torch.ops.aten._softmax.default", {{"self", T(in)}, {"dim", ops::OpArg::of_int(-1)}, {"half_to_float", F}}));
+  expect_close(out[1], ref("torch.ops.aten._log_softmax.default", {{"self", T(in)}, {"dim", ops::OpArg::of_int(1)}, {"half_to_float", F}}));
+}
+
+TEST(CpuBackend, LayerNorm) {
+  GraphMaker m;
+  m.g.name = "layer_norm";
+  int x = m.value("x", {2, 5, 32});
+  int y = m.value("y", {2, 5, 32});
+  Tensor w = random_tensor({32}, 15), b = random_tensor({32}, 16);
+  FusedOp& ln = m.op("layer_norm", {x}, {y});
+  ln.constants = {w, b};
+  ln.attrs = {{"normalized_shape", {32}}, {"eps", 1e-5}};
+  m.g.inputs = {x};
+  m.g.outputs = {y};
+  auto e = build_and_load(m.g);
+  Tensor in = random_tensor({2, 5, 32}, 17, -2, 2);
+  expect_close(e->run({in}).at(0),
+               ref("torch.ops.aten.layer_norm.default", {{"input", T(in)}, {"normalized_shape", I({32})}, {"weight", T(w)},
+                                                          {"bias", T(b)}, {"eps", ops::OpArg::of_float(1e-5)}}));
+}
+
+TEST(CpuBackend, EltwiseAndBinaryBroadcast) {
+  GraphMaker m;
+  m.g.name = "ew";
+  int a = m.value("a", {2, 3, 4});
+  int b = m.value("b", {4});
+  int s = m.value("s", {2, 3, 4});
+  int t = m.value("t", {2, 3, 4});
+  int u = m.value("u", {2, 3, 4});
+  m.op("binary", {b, a}, {s}).attrs = {{"alg", "mul"}};  // broadcast operand first: swapped by the builder
+  m.op("eltwise", {s}, {t}).attrs = {{"alg", "hardswish"}};
+  m.op("binary", {t, b}, {u}).attrs = {{"alg", "sub"}};
+  m.g.inputs = {a, b};
+  m.g.outputs = {u};
+  auto e = build_and_load(m.g);
+  Tensor ta = random_tensor({2, 3, 4}, 18, -4, 4), tb = random_tensor({4}, 19);
+  Tensor want = ref("torch.ops.aten.sub.Tensor",
+                    {{"self", T(ref_unary("hardswish", ref("torch.ops.aten.mul.Tensor", {{"self", T(tb)}, {"other", T(ta)}})))},
+                     {"other", T(tb)}});
+  expect_close(e->run({ta, tb}).at(0), want);
+}
+
+TEST(CpuBackend, ReferencePermuteAndView) {
+  GraphMaker m;
+  m.g.name = "reference_ops";
+  int x = m.value("x", {2, 3, 4});
+  int p = m.value("p", {2, 4, 3});
+  int v = m.value("v", {2, 12});
+  int r = m.value("r", {2, 12});
+  FusedOp& op1 = m.op("reference", {x}, {p}, "permute");
+  op1.attrs = {{"target", "torch.ops.aten.permute.default"},
+               {"args", Json::array({{{"name", "self"}, {"arg", {{"as_tensor", {{"name", "%0"}}}}}},
+                                     {{"name", "dims"}, {"arg", {{"as_ints", {0, 2, 1}}}}}})}};
+  FusedOp& op2 = m.op("reference", {p}, {v}, "view");
+  op2.attrs = {{"target", "torch.ops.aten.view.default"},
+               {"args", Json::array({{{"name", "self"}, {"arg", {{"as_tensor", {{"name", "%1"}}}}}},
+                                     {{"name", "size"}, {"arg", {{"as_ints", {2, -1}}}}}})}};
+  m.op("eltwise", {v}, {r}).attrs = {{"alg", "relu"}};
+  m.g.inputs = {x};
+  m.g.outputs = {r};
+  auto e = build_and_load(m.g);
+  Tensor in = random_tensor({2, 3, 4}, 20);
+  Tensor want = ref_unary("relu", ref("torch.ops.aten.permute.default", {{"self", T(in)}, {"dims", I({0, 2, 1})}})
+                                      .contiguous()
+                                      .view({2, 12}));
+  expect_close(e->run({in}).at(0), want);
+}
+
+TEST(CpuBackend, DynamicBatchLinear) {
+  GraphMaker m;
+  m.g.name = "dyn";
+  m.g.ranges["s0"] = {1, 64};
+  int x = m.value("x", {-1, 16}, {"s0", ""});
+  int h = m.value("h", {-1, 8}, {"s0", ""});
+  int y = m.value("y", {-1, 8}, {"s0", ""});
+  Tensor w = random_tensor({8, 16}, 21), b = random_tensor({8}, 22);
+  FusedOp& l = m.op("linear", {x}, {h}, "fc");
+  l.constants = {w, b};
+  l.post_ops = {elt("relu")};
+  m.op("softmax", {h}, {y}).attrs = {{"dim", -1}};
+  m.g.inputs = {x};
+  m.g.outputs = {y};
+  for (bool timed : {false, true}) {
+    BuildOptions o = fast();
+    o.time_tactics = timed;
+    auto e = build_and_load(m.g, o);
+    EXPECT_EQ(e->meta().inputs.at(0).shape.at(0).symbol, "s0");
+    EXPECT_EQ(e->meta().inputs.at(0).shape.at(0).max, 64);
+    for (int64_t batch : {1, 4, 37, 4}) {
+      Tensor in = random_tensor({batch, 16}, 23 + static_cast<uint32_t>(batch));
+      Tensor lin = ref_unary("relu", ref("torch.ops.aten.linear.default", {{"input", T(in)}, {"weight", T(w)}, {"bias", T(b)}}));
+      Tensor want = ref("torch.ops.aten._softmax.default",
+                        {{"self", T(lin)}, {"dim", ops::OpArg::of_int(-1)}, {"half_to_float", ops::OpArg::of_bool(false)}});
+      expect_close(e->run({in}).at(0), want);
+    }
+    try {
+      e->run({random_tensor({65, 16}, 1)});
+      FAIL() << "batch 65 accepted";
+    } catch (const Error& err) {
+      EXPECT_EQ(err.code(), ErrorCode::kShapeMismatch);
+      EXPECT_NE(std::string(err.what()).find("s0 in 1..64"), std::string::npos) << err.what();
+    }
+  }
+}
+
+TEST(CpuBackend, DynamicBatchConvStaysBlocked) {
+  GraphMaker m;
+  m.g.name = "dyn_conv";
+  m.g.ranges["n"] = {1, 8};
+  int x = m.value("x", {-1, 8, 9, 9}, {"n", "", "", ""});
+  int y = m.value("y", {-1, 16, 9, 9}, {"n", "", "", ""});
+  int z = m.value("z", {-1, 16, 1, 1}, {"n", "", "", ""});
+  Tensor w = random_tensor({16, 8, 3, 3}, 30);
+  FusedOp& c = m.op("conv2d", {x}, {y});
+  c.constants = {w};
+  c.attrs = {{"padding", {1, 1}}};
+  m.op("adaptive_avg_pool2d", {y}, {z}).attrs = {{"output_size", {1, 1}}};
+  m.g.inputs = {x};
+  m.g.outputs = {z};
+  auto e = build_and_load(m.g);
+  for (int64_t n : {1, 3, 8}) {
+    Tensor in = random_tensor({n, 8, 9, 9}, 31);
+    expect_close(e->run({in}).at(0),
+                 ref("torch.ops.aten.adaptive_avg_pool2d.default",
+                     {{"self", T(ref_conv(in, w, nullptr, {1, 1}, {1, 1}))}, {"output_size", I({1, 1})}}));
+  }
+}
+
+// ---------------------------------------------------------------- serialization and robustness
+
+EngineGraph small_cnn() {
+  GraphMaker m;
+  m.g.name = "small_cnn";
+  int x = m.value("x", {2, 3, 16, 16});
+  int y = m.value("y", {2, 8, 16, 16});
+  int p = m.value("p", {2, 8, 8, 8});
+  int g = m.value("g", {2, 8, 1, 1});
+  int f = m.value("f", {2, 8});
+  int o = m.value("o", {2, 4});
+  FusedOp& c = m.op("conv2d", {x}, {y}, "conv");
+  c.constants = {random_tensor({8, 3, 3, 3}, 40), random_tensor({8}, 41)};
+  c.attrs = {{"padding", {1, 1}}};
+  c.post_ops = {elt("relu")};
+  m.op("max_pool2d", {y}, {p}).attrs = {{"kernel", {2, 2}}, {"stride", {2, 2}}};
+  m.op("adaptive_avg_pool2d", {p}, {g}).attrs = {{"output_size", {1, 1}}};
+  m.op("reference", {g}, {f}, "flatten").attrs = {
+      {"target", "torch.ops.aten.view.default"},
+      {"args", Json::array({{{"name", "self"}, {"arg", {{"as_tensor", {{"name", "%3"}}}}}},
+                            {{"name", "size"}, {"arg", {{"as_ints", {2, 8}}}}}})}};
+  FusedOp& l = m.op("linear", {f}, {o}, "fc");
+  l.constants = {random_tensor({4, 8}, 42), random_tensor({4}, 43)};
+  m.g.inputs = {x};
+  m.g.outputs = {o};
+  return m.g;
+}
+
+TEST(CpuBackend, SerializeLoadRunIsBitwiseIdentical) {
+  EngineGraph g = small_cnn();
+  auto bytes = build_engine(g, fast());
+  Tensor in = random_tensor({2, 3, 16, 16}, 44);
+  auto first = Engine::load(bytes, "a")->run({in});
+  // A copy at an odd address (forces the container to realign) and a file mapping.
+  auto odd = Storage::allocate(bytes->nbytes() + 1);
+  std::memcpy(odd->data() + 1, bytes->data(), bytes->nbytes());
+  auto slice = Storage::borrow(odd->data() + 1, bytes->nbytes(), odd, false);
+  auto second = Engine::load(slice, "b")->run({in});
+  std::string path = ::testing::TempDir() + "cpu_backend_test.engine";
+  {
+    FILE* fp = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(fp, nullptr);
+    std::fwrite(bytes->data(), 1, bytes->nbytes(), fp);
+    std::fclose(fp);
+  }
+  auto third = Engine::load(map_file_readonly(path), path)->run({in});
+  EXPECT_TRUE(bitwise_equal(first.at(0), second.at(0)));
+  EXPECT_TRUE(bitwise_equal(first.at(0), third.at(0)));
+}
+
+// Re-writes an engine with edited meta / plan text (checksums recomputed, so only the
+// plan's own validation can catch the damage).
+std::shared_ptr<Storage> rewrite(const std::shared_ptr<Storage>& bytes, const std::function<void(EngineMeta&)>& meta_fn,
+                                 const std::function<void(Json&)>& plan_fn, const std::string* raw_plan = nullptr) {
+  EngineView v = EngineView::parse(bytes, "original");
+  EngineMeta meta = v.meta();
+  if (meta_fn) meta_fn(meta);
+  auto plan_bytes = v.section(kSectionPlan);
+  std::string text(reinterpret_cast<const char*>(plan_bytes->data()), plan_bytes->nbytes());
+  if (plan_fn) {
+    Json j = Json::parse(text);
+    plan_fn(j);
+    text = j.dump();
+  }
+  if (raw_plan) text = *raw_plan;
+  EngineWriter w;
+  w.set_meta(meta);
+  w.add_section(kSectionPlan, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  w.add_section(kSectionWeights, v.section(kSectionWeights));
+  return w.write_to_storage();
+}
+
+void expect_load_error(const std::shared_ptr<Storage>& bytes, ErrorCode code, const std::string& needle) {
+  try {
+    auto e = Engine::load(bytes, "damaged.engine");
+    FAIL() << "loaded a damaged engine (expected: " << needle << ")";
+  } catch (const Error& err) {
+    EXPECT_EQ(err.code(), code) << err.what();
+    EXPECT_NE(std::string(err.what()).find(needle), std::string::npos) << err.what();
+  }
+}
+
+TEST(CpuBackend, CorruptPlanIsAnErrorNotACrash) {
+  auto bytes = build_engine(small_cnn(), fast());
+  std::string garbage = "{\"version\": 1, \"steps\": [";
+  expect_load_error(rewrite(bytes, nullptr, nullptr, &garbage), ErrorCode::kCorrupt, "not valid JSON");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["blobs"][0]["offset"] = 1 << 30; }), ErrorCode::kCorrupt,
+                    "blobs[0].offset");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["blobs"][1]["offset"] = 64 * 1000; }), ErrorCode::kCorrupt,
+                    "blobs[1]");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["blobs"][0]["size"] = 4; }), ErrorCode::kCorrupt,
+                    "blobs[0]");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["steps"][0]["kind"] = "teleport"; }), ErrorCode::kCorrupt,
+                    "steps[0].kind");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["steps"][1]["inputs"] = {9999}; }), ErrorCode::kCorrupt,
+                    "steps[1]");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["steps"][0].erase("strides"); }), ErrorCode::kCorrupt,
+                    "strides: missing");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["values"][1]["offset"] = int64_t{1} << 40; }),
+                    ErrorCode::kCorrupt, "values[1].offset");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["values"][1]["desc"]["inner_idxs"] = {7}; }),
+                    ErrorCode::kCorrupt, "values[1].desc");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["values"][1]["desc"]["strides"] = {1, 1, 1}; }),
+                    ErrorCode::kCorrupt, "values[1].desc");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["values"][2]["last_use"] = 0; }), ErrorCode::kCorrupt,
+                    "lifetime");
+  // Inconsistent but well-formed: the convolution's stride no longer matches its shapes.
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) {
+                      for (Json& s : j["steps"])
+                        if (s["kind"] == "conv") s["strides"] = {3, 3};
+                    }),
+                    ErrorCode::kCorrupt, "conv");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["version"] = 99; }), ErrorCode::kVersionMismatch,
+                    "version");
+}
+
+TEST(CpuBackend, MissingIsaFeatureFailsToLoad) {
+  auto bytes = build_engine(small_cnn(), fast());
+  std::string missing;
+  for (const std::string& f : known_isa_features(build_arch()))
+    if (!host_target().has_feature(f)) missing = f;
+  if (missing.empty()) GTEST_SKIP() << "this host has every known feature";
+  expect_load_error(rewrite(bytes, [&](EngineMeta& m) { m.target.isa_features.insert(missing); }, nullptr),
+                    ErrorCode::kIncompatibleTarget, missing);
+}
+
+TEST(CpuBackend, MetaRecordsTargetAndBuildSettings) {
+  auto bytes = build_engine(small_cnn(), fast());
+  auto e = Engine::load(bytes, "m");
+  const EngineMeta& m = e->meta();
+  EXPECT_EQ(m.backend, "cpu");
+  EXPECT_EQ(m.target.arch, std::string(build_arch()));
+  for (const std::string& f : m.target.isa_features) EXPECT_TRUE(host_target().has_feature(f)) << f;
+  if (host_target().has_feature("avx2") && !host_target().has_feature("avx512f")) {
+    EXPECT_TRUE(m.target.has_feature("avx2")) << e->describe();
+  }
+  EXPECT_EQ(m.build_settings["time_tactics"], false);
+  EXPECT_EQ(m.inputs.at(0).name, "x");
+  EXPECT_EQ(m.outputs.at(0).shape.size(), 2u);
+}
+
+TEST(CpuBackend, ThreadCountsAgree) {
+  auto e = Engine::load(build_engine(small_cnn(), fast()), "t");
+  Tensor in = random_tensor({2, 3, 16, 16}, 45);
+  RunOptions one, two;
+  one.threads = 1;
+  two.threads = 2;
+  expect_close(e->run({in}, one).at(0), e->run({in}, two).at(0), 1e-5);
+}
+
+TEST(CpuBackend, ConcurrentRuns) {
+  auto e = Engine::load(build_engine(small_cnn(), fast()), "c");
+  Tensor in = random_tensor({2, 3, 16, 16}, 46);
+  Tensor want = e->run({in}).at(0);
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      RunOptions o;
+      o.threads = 1;
+      for (int i = 0; i < 10; ++i)
+        if (!bitwise_equal(e->run({in}, o).at(0), want)) ++mismatches;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
+TEST(CpuBackend, InputValidation) {
+  auto e = Engine::load(build_engine(small_cnn(), fast()), "v.engine");
+  auto expect_err = [&](std::vector<Tensor> in, ErrorCode code, const std::string& needle) {
+    try {
+      e->run(in);
+      FAIL() << "accepted bad inputs";
+    } catch (const Error& err) {
+      EXPECT_EQ(err.code(), code) << err.what();
+      EXPECT_NE(std::string(err.what()).find(needle), std::string::npos) << err.what();
+      EXPECT_NE(std::string(err.what()).find("small_cnn"), std::string::npos) << err.what();
+    }
+  };
+  expect_err({}, ErrorCode::kInvalidArgument, "expects 1 inputs");
+  expect_err({Tensor::zeros({2, 3, 16, 16}, DType::kFloat64)}, ErrorCode::kDTypeMismatch, "'x'");
+  expect_err({Tensor::zeros({2, 3, 16}, DType::kFloat32)}, ErrorCode::kShapeMismatch, "rank 4");
+  expect_err({Tensor::zeros({2, 3, 16, 17}, DType::kFloat32)}, ErrorCode::kShapeMismatch, "dim 3");
+  // A non-contiguous input is accepted (copied once).
+  Tensor big = random_tensor({2, 3, 16, 32}, 47);
+  Tensor strided = big.as_strided({2, 3, 16, 16}, {3 * 16 * 32, 16 * 32, 32, 2}, 0);
+  expect_close(e->run({strided}).at(0), e->run({strided.contiguous()}).at(0), 0);
+}
+
+TEST(CpuBackend, UnsupportedOpIsReportedAtBuild) {
+  GraphMaker m;
+  m.g.name = "bad";
+  int x = m.value("x", {2});
+  int y = m.value("y", {2});
+  m.op("teleport", {x}, {y});
+  m.g.inputs = {x};
+  m.g.outputs = {y};
+  std::string why;
+  EXPECT_FALSE(supports(m.g.ops[0], m.g.values, &why));
+  EXPECT_NE(why.find("teleport"), std::string::npos);
+  EXPECT_THROW(build_engine(m.g, fast()), Error);
+}
+
+}  // namespace
+}  // namespace ember::cpu
