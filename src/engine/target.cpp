@@ -83,7 +83,7 @@ void detect_x86(TargetDescriptor& t) {
   }
 
   // Brand string: extended leaves 0x80000002..4, 48 bytes, NUL padded, often space padded.
-  if (__get_cpuid_max(0x80000000, nullptr) >= 0x80000004) {
+  if (static_cast<unsigned>(__get_cpuid_max(0x80000000, nullptr)) >= 0x80000004u) {
     char brand[49] = {};
     for (unsigned i = 0; i < 3; ++i) {
       __get_cpuid(0x80000002 + i, &eax, &ebx, &ecx, &edx);
