@@ -21,6 +21,7 @@
 
 #include "ember/error.h"
 #include "ember/runtime.h"
+#include "ops/arg_convert.h"
 #include "ops/registry.h"
 
 namespace ember {
@@ -68,7 +69,8 @@ struct SymRef {
 };
 
 struct ArgPlan {
-  enum class Src { kConst, kTensor, kTensorList, kOptTensorList, kSymInt, kSymInts, kSymBool };
+  // kWrappedNumber: a Python number given for a Tensor argument, held as a 0-d tensor in `constant`.
+  enum class Src { kConst, kWrappedNumber, kTensor, kTensorList, kOptTensorList, kSymInt, kSymInts, kSymBool };
   std::string name;
   Src src = Src::kConst;
   ops::OpArg constant;      // kConst
@@ -196,7 +198,7 @@ struct Program::Impl {
 
 namespace {
 
-// ---------------------------------------------------------------- schema defaults
+// ---------------------------------------------------------------- helpers
 
 std::string base_type(const std::string& type) {
   size_t end = 0;
@@ -204,102 +206,6 @@ std::string base_type(const std::string& type) {
   return type.substr(0, end);
 }
 bool is_list_type(const std::string& type) { return type.find('[') != std::string::npos; }
-bool is_optional_type(const std::string& type) { return type.find('?') != std::string::npos; }
-
-bool parse_int(std::string_view s, int64_t* out) {
-  if (s.empty()) return false;
-  size_t i = (s[0] == '-') ? 1 : 0;
-  if (i == s.size()) return false;
-  int64_t v = 0;
-  for (; i < s.size(); ++i) {
-    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
-    if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, s[i] - '0', &v)) return false;
-  }
-  *out = s[0] == '-' ? -v : v;
-  return true;
-}
-
-bool parse_double(const std::string& s, double* out) {
-  if (s == "inf") return *out = INFINITY, true;
-  if (s == "-inf") return *out = -INFINITY, true;
-  char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || end != s.c_str() + s.size()) return false;
-  *out = v;
-  return true;
-}
-
-// Turns a schema default ("None", "1", "[0, 0]", "1e-05", "False", "'none'", "contiguous_format")
-// into an OpArg for an argument of `type`.
-ops::OpArg parse_default(const std::string& type, const std::string& text) {
-  std::string base = base_type(type);
-  if (text == "None") return ops::OpArg::none();
-  if (text == "True" || text == "False") return ops::OpArg::of_bool(text == "True");
-  if (is_list_type(type) && !text.empty() && text.front() == '[') {
-    std::string inner = text.substr(1, text.size() - 2);
-    ops::OpArg a;
-    bool floats = base == "float";
-    a.kind = floats ? ops::OpArg::Kind::kFloatList : ops::OpArg::Kind::kIntList;
-    size_t start = 0;
-    while (start < inner.size()) {
-      size_t comma = inner.find(',', start);
-      std::string item = inner.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      item.erase(0, item.find_first_not_of(' '));
-      item.erase(item.find_last_not_of(' ') + 1);
-      if (!item.empty()) {
-        if (floats) {
-          double d = 0;
-          parse_double(item, &d);
-          a.floats.push_back(d);
-        } else {
-          int64_t v = 0;
-          if (item == "True" || item == "False") {
-            a.kind = ops::OpArg::Kind::kBoolList;
-            a.bools.push_back(item == "True");
-          } else {
-            parse_int(item, &v);
-            a.ints.push_back(v);
-          }
-        }
-      }
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-    return a;
-  }
-  int64_t i = 0;
-  if (parse_int(text, &i)) {
-    if (base == "float") return ops::OpArg::of_float(static_cast<double>(i));
-    if (is_list_type(type)) return ops::OpArg::of_ints({i});  // "int[2] stride=1": broadcast by the kernel
-    return ops::OpArg::of_int(i);
-  }
-  double d = 0;
-  if (parse_double(text, &d)) return ops::OpArg::of_float(d);
-  if (text.size() >= 2 && (text.front() == '"' || text.front() == '\'') && text.back() == text.front()) {
-    ops::OpArg a;
-    a.kind = ops::OpArg::Kind::kString;
-    a.s = text.substr(1, text.size() - 2);
-    return a;
-  }
-  // Enum-valued defaults, as schema integers (torch/_export/serde/schema.py).
-  static const std::map<std::string, int64_t> kEnums = {
-      {"contiguous_format", 1}, {"channels_last", 2}, {"channels_last_3d", 3}, {"preserve_format", 4},
-      {"strided", 7},           {"Mean", 1},          {"Sum", 2},
-  };
-  if (auto it = kEnums.find(text); it != kEnums.end()) return ops::OpArg::of_int(it->second);
-  if (base == "ScalarType") {
-    if (auto dt = dtype_from_name(text)) {
-      ops::OpArg a;
-      a.kind = ops::OpArg::Kind::kDType;
-      a.dtype = *dt;
-      return a;
-    }
-  }
-  ops::OpArg a;  // unknown spelling: passed through as text
-  a.kind = ops::OpArg::Kind::kString;
-  a.s = text;
-  return a;
-}
 
 const std::set<std::string>& sym_ops() {
   static const std::set<std::string> kOps = {"add", "sub", "mul", "floordiv", "mod", "neg", "eq", "ne", "lt",
@@ -419,6 +325,18 @@ ArgPlan Program::Impl::plan_arg(const NodePlan& np, const ops::SchemaArg* schema
   using OK = ops::OpArg::Kind;
   bool tensor_kind = arg.kind == K::kTensor || arg.kind == K::kTensors || arg.kind == K::kOptionalTensor ||
                      arg.kind == K::kOptionalTensors;
+  if (schema_arg && base == "Tensor" && !is_list_type(type) &&
+      (arg.kind == K::kInt || arg.kind == K::kFloat || arg.kind == K::kBool)) {
+    // PyTorch serializes Python numbers passed for a Tensor argument (x * 2 -> mul.Tensor)
+    // as scalars; like PyTorch's wrapped numbers they become 0-d tensors of the default
+    // dtype of their kind, which never promote a dimensioned operand within its category.
+    a.src = ArgPlan::Src::kWrappedNumber;
+    a.constant = ops::OpArg::of(arg.kind == K::kInt     ? Tensor::scalar(static_cast<double>(arg.i), DType::kInt64)
+                                : arg.kind == K::kFloat ? Tensor::scalar(arg.f, DType::kFloat32)
+                                                        : Tensor::scalar(arg.b ? 1.0 : 0.0, DType::kBool));
+    a.constant.tensor = read_only_view(a.constant.tensor);
+    return a;
+  }
   if (schema_arg) {
     bool tensor_type = base == "Tensor";
     EMBER_CHECK(tensor_kind == tensor_type || arg.kind == K::kNone, ErrorCode::kCorrupt, source, ": node '", np.name,
@@ -583,7 +501,7 @@ void Program::Impl::plan_node(const ir::Node& node, size_t index, std::vector<st
       } else if (sa.default_value) {
         ArgPlan a;
         a.name = sa.name;
-        a.constant = parse_default(sa.type, *sa.default_value);
+        a.constant = ops::parse_schema_default(sa.type, *sa.default_value);
         np.args.push_back(std::move(a));
       } else {
         fail(ErrorCode::kCorrupt, source, ": node '", np.name, "' (", node.target, ") does not pass required argument '",
@@ -1031,7 +949,8 @@ std::vector<Value> Program::Impl::execute(const std::vector<Value>& flat_inputs)
         std::map<std::string, ops::OpArg, std::less<>> args;
         for (const ArgPlan& a : np.args) {
           switch (a.src) {
-            case ArgPlan::Src::kConst: args.emplace(a.name, a.constant); break;
+            case ArgPlan::Src::kConst:
+            case ArgPlan::Src::kWrappedNumber: args.emplace(a.name, a.constant); break;
             case ArgPlan::Src::kTensor: args.emplace(a.name, ops::OpArg::of(tensor_at(a.slots[0]))); break;
             case ArgPlan::Src::kTensorList:
             case ArgPlan::Src::kOptTensorList: {
@@ -1296,7 +1215,16 @@ Value Program::run(const Value& args) const {
     size_t positional = spec.children[0].children.size();
     bool looks_full = args.kind() == Value::Kind::kTuple && args.size() == 2 &&
                       args[0].kind() == Value::Kind::kTuple && args[1].kind() == Value::Kind::kDict;
-    if (!has_kwargs && !(looks_full && positional != 2 && args[1].size() == 0)) {
+    bool full_form = false;
+    if (looks_full) {
+      // ((args...), {kwargs}) as PyTorch's in_spec has it; used when it fits the spec.
+      try {
+        flatten(args, spec, impl_->source + ": inputs");
+        full_form = true;
+      } catch (const Error&) {
+      }
+    }
+    if (!has_kwargs && !full_form) {
       Value positional_args = args;
       if (args.is_leaf() && positional == 1) positional_args = Value::tuple({args});
       full = Value::tuple({positional_args, Value::dict({})});
