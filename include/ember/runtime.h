@@ -59,6 +59,20 @@ struct TensorInfo {
   std::optional<Shape> static_shape() const;
 };
 
+// The user inputs and outputs of a program, read from its IR alone (no op is resolved, so
+// this works for programs the interpreter cannot run). Input names are the forward
+// argument names when the root call signature records them.
+struct ProgramIo {
+  std::vector<TensorInfo> inputs;
+  std::vector<TensorInfo> outputs;
+};
+ProgramIo describe_io(const ir::ExportedProgram& program);
+// Access paths of the output pytree's leaves in flatten order: "logits", "aux[0]",
+// "output[1].first"; "output" for a single tensor.
+std::vector<std::string> output_leaf_paths(const ir::ExportedProgram& program);
+// One dimension: a constant, or a symbol with its range from range_constraints.
+DimInfo describe_dim(const ir::SymInt& size, const ir::ExportedProgram& program);
+
 class Program {
  public:
   // Reads a .pt2 archive and prepares `options.model_name`.

@@ -113,7 +113,7 @@ ProgramIo describe_io(const ir::ExportedProgram& ep) {
     auto kind = sig.output_specs[i].kind;
     if (kind != ir::OutputKind::kUserOutput && kind != ir::OutputKind::kLossOutput) continue;
     io.outputs.push_back(describe_value(graph.outputs[i], ep));
-    if (graph.outputs[i].kind == ir::ArgKind::kNone) io.outputs.back().name = "None";
+    if (graph.outputs[i].kind == ir::ArgKind::kNone) io.outputs.back().name = io.outputs.back().graph_name = "None";
   }
   // Name outputs by their place in the output pytree when the spec matches the graph.
   std::vector<std::string> paths = output_leaf_paths(ep);
