@@ -39,14 +39,42 @@ def call(ep, inputs):
         return mod(*args, **kwargs)
 
 
+def define_engine_op():
+    """Archives holding ember::execute_engine nodes need the op to exist to deserialize."""
+    if hasattr(torch.ops, "ember") and hasattr(torch.ops.ember, "execute_engine"):
+        return
+
+    @torch.library.custom_op("ember::execute_engine", mutates_args=())
+    def execute_engine(inputs: list[torch.Tensor], engine: torch.Tensor) -> list[torch.Tensor]:
+        raise RuntimeError("Ember engines run in Ember, not in PyTorch")
+
+    @execute_engine.register_fake
+    def _(inputs, engine):
+        return [torch.empty_like(inputs[0])]
+
+
 def main():
+    define_engine_op()
     originals, written = sys.argv[1], sys.argv[2]
     failures = 0
     for path in sorted(glob.glob(os.path.join(written, "*.pt2"))):
         name = os.path.basename(path)[:-4]
         try:
             ep_new = torch.export.load(path)
-            ep_old = torch.export.load(os.path.join(originals, name + ".pt2"))
+            original = os.path.join(originals, name + ".pt2")
+            ep_old = torch.export.load(original) if os.path.exists(original) else None
+            io = os.path.join(originals, name + ".io.safetensors")
+            if ep_old is None:
+                # Only the written copy travelled (size limits): check it against the reference outputs.
+                worst = 0.0
+                for k, (inputs, refs) in enumerate(cases(io)):
+                    got = [g for g in tree_flatten(call(ep_new, inputs))[0] if g is not None]
+                    assert len(got) == len(refs), f"case {k}: {len(got)} outputs, expected {len(refs)}"
+                    for g, r in zip(got, refs):
+                        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+                        worst = max(worst, (g.double() - r.double()).abs().max().item() if g.numel() else 0.0)
+                print(f"PASS {name}: torch.export.load ok, outputs match the reference (max abs err {worst:.2e})")
+                continue
             assert str(ep_new.graph) == str(ep_old.graph), "graphs differ"
             assert str(ep_new.graph_signature) == str(ep_old.graph_signature), "signatures differ"
             assert ep_new.range_constraints.keys() == ep_old.range_constraints.keys(), "range constraints differ"
@@ -59,7 +87,9 @@ def main():
                 a, b = ep_new.constants[k], ep_old.constants[k]
                 if isinstance(b, torch.Tensor):
                     assert torch.equal(a, b), f"constant {k} differs"
-            io = os.path.join(originals, name + ".io.safetensors")
+            if not os.path.exists(io):
+                print(f"PASS {name}: torch.export.load ok, IR and weights equal (no reference cases)")
+                continue
             worst = 0.0
             for k, (inputs, refs) in enumerate(cases(io)):
                 got, _ = tree_flatten(call(ep_new, inputs))
