@@ -53,8 +53,15 @@ def define_engine_op():
         return [torch.empty_like(inputs[0])]
 
 
+def register_test_types():
+    """The project's test archives use a namedtuple output; PyTorch needs the type registered to load them."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import make_test_archives  # noqa: F401  (registers ember_test.Pair)
+
+
 def main():
     define_engine_op()
+    register_test_types()
     originals, written = sys.argv[1], sys.argv[2]
     failures = 0
     for path in sorted(glob.glob(os.path.join(written, "*.pt2"))):
