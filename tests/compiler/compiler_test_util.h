@@ -188,7 +188,8 @@ inline std::vector<Tensor> run_model(const Pt2Model& model, const std::vector<Te
     const Pt2TensorEntry* e = model.find_weight(spec.target);
     if (!e) e = model.find_constant(spec.target);
     EMBER_CHECK(e != nullptr, ErrorCode::kNotFound, "no tensor for ", spec.target);
-    env[spec.arg.name] = e->tensor;
+    // Buffers may be written in place by nodes outside engines: give them a private copy.
+    env[spec.arg.name] = spec.kind == ir::InputKind::kBuffer ? e->tensor.clone() : e->tensor;
   }
   std::map<std::string, std::shared_ptr<const cpu::Engine>> engines;
   for (const auto& [name, bytes] : list_engines(model)) engines[name] = cpu::Engine::load(bytes, name);
@@ -208,7 +209,8 @@ inline std::vector<Tensor> run_model(const Pt2Model& model, const std::vector<Te
   }
   std::vector<Tensor> result;
   for (const auto& o : sig.output_specs)
-    if (o.kind == ir::OutputKind::kUserOutput) result.push_back(env.at(o.arg.name).contiguous());
+    if (o.kind == ir::OutputKind::kUserOutput && o.arg.kind == ir::ArgKind::kTensor)
+      result.push_back(env.at(o.arg.name).contiguous());
   return result;
 }
 

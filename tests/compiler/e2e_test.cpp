@@ -44,12 +44,11 @@ void check_cases(const std::string& name, const std::function<std::vector<Tensor
 
 class CompileFixture : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(CompileFixture, EpMatchesPyTorch) {
-  const std::string name = GetParam();
+void check_ep(const std::string& name, const CompileOptions& options) {
   Pt2Archive input = read_pt2(data_file(name + ".pt2"));
   CompileReport report;
-  Pt2Archive ep = compile_program(input, fast_options(), &report);
-  std::printf("%s\n%s", name.c_str(), report.to_string().c_str());
+  Pt2Archive ep = compile_program(input, options, &report);
+  std::printf("%s (min_block_size %d)\n%s", name.c_str(), options.min_block_size, report.to_string().c_str());
   // Written and read back (what `ember compile` does), then run.
   std::string path = std::string(EMBER_BINARY_DIR) + "/compiler_e2e_" + name + ".ep";
   write_pt2(ep, path);
@@ -57,12 +56,22 @@ TEST_P(CompileFixture, EpMatchesPyTorch) {
   const Pt2Model& model = back.models[0];
   ir::validate(model.program, path);
   check_cases(name, [&](const std::vector<Tensor>& in) { return ember::testing::run_model(model, in); });
-  // Not byte-wasteful.
+  // Not byte-wasteful: the file is the bytes it holds (weights, engines, the pickled sample
+  // inputs kept from the .pt2) plus metadata.
   size_t held = 0;
   for (const auto& w : model.weights) held += w.tensor.nbytes();
   for (const auto& c : model.constants) held += c.tensor.nbytes();
+  if (model.sample_inputs) held += model.sample_inputs->size();
+  for (const auto& [entry, blob] : back.other_entries) held += blob.size();
   EXPECT_LE(std::filesystem::file_size(path), held * 101 / 100 + 64 * 1024);
   std::filesystem::remove(path);
+}
+
+TEST_P(CompileFixture, EpMatchesPyTorch) {
+  CompileOptions o = fast_options();
+  check_ep(GetParam(), o);
+  o.min_block_size = 1;
+  check_ep(GetParam(), o);
 }
 
 TEST_P(CompileFixture, StandaloneMatchesPyTorchOrListsWhy) {
@@ -121,10 +130,13 @@ TEST(CompileProgram, RejectsBadOptions) {
   o.device = "cuda";
   EXPECT_THROW(compile_program(input, o), Error);
   o = fast_options();
+  o.min_block_size = 1;
   o.shapes["x"] = {{1, 32}, {128, 32}};  // beyond the program's 1..64
   EXPECT_THROW(compile_program(input, o), Error);
   o.shapes["x"] = {{1, 32}, {40, 32}};
-  Pt2Archive ep = compile_program(input, o);
+  CompileReport report;
+  Pt2Archive ep = compile_program(input, o, &report);
+  EXPECT_EQ(report.engines.size(), 1u);
   check_cases("mlp_dynamic_batch",
               [&](const std::vector<Tensor>& in) { return ember::testing::run_model(ep.models[0], in); });
 }
