@@ -88,7 +88,25 @@ struct OutPlan {
 struct ExpectedMeta {
   DType dtype = DType::kUnknown;
   Shape sizes;
+  Shape strides;  // empty unless every size and stride is static
 };
+
+// `t` laid out with `strides` (the layout PyTorch recorded for this value), copying when
+// the kernel chose another layout: later view ops then see the strides they were exported with.
+Tensor with_layout(Tensor t, const Shape& strides) {
+  if (strides.size() != t.sizes().size() || t.numel() <= 1) return t;
+  bool same = true;
+  int64_t span = 1;
+  for (size_t d = 0; d < strides.size(); ++d) {
+    if (strides[d] < 0) return t;
+    if (t.sizes()[d] > 1 && strides[d] != t.strides()[d]) same = false;
+    span += (t.sizes()[d] - 1) * strides[d];
+  }
+  if (same) return t;
+  Tensor out(Storage::allocate(static_cast<size_t>(span) * t.itemsize()), t.dtype(), t.sizes(), strides, 0);
+  out.copy_from(t);
+  return out;
+}
 
 enum class Builtin { kNone, kGetItem, kSymSize, kSymNumel, kSymStride, kSymOp, kAssert, kNoOp };
 
@@ -434,6 +452,12 @@ void Program::Impl::plan_outputs(NodePlan& np, const ir::Node& node) {
     if (auto it = metas.find(name); it != metas.end()) {
       m.dtype = it->second.dtype;
       for (const auto& s : it->second.sizes) m.sizes.push_back(s.is_expr ? -1 : s.value);
+      bool static_layout = std::none_of(m.sizes.begin(), m.sizes.end(), [](int64_t v) { return v < 0; });
+      for (const auto& s : it->second.strides) {
+        if (s.is_expr) static_layout = false;
+        m.strides.push_back(s.value);
+      }
+      if (!static_layout || m.strides.size() != m.sizes.size()) m.strides.clear();
     }
     np.expected.push_back(std::move(m));
   };
@@ -999,7 +1023,7 @@ std::vector<Value> Program::Impl::execute(const std::vector<Value>& flat_inputs)
                      "', the exported program records ", want, "]");
               }
             }
-            tensors[slot] = std::move(t);
+            tensors[slot] = m.strides.empty() ? std::move(t) : with_layout(std::move(t), m.strides);
           };
           switch (o.kind) {
             case OutPlan::Kind::kNone: break;

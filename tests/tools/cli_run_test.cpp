@@ -23,7 +23,7 @@ struct Result {
 };
 
 Result run(const std::string& args) {
-  std::string cmd = ember_binary() + " " + args + " 2>&1";
+  std::string cmd = ember_binary() + " run " + args + " 2>&1";
   Result r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -84,7 +84,7 @@ TEST(CliRun, ErrorsExitWithTwo) {
   // Inputs of the wrong shape: validation names the input.
   Result wrong = run(fixture("cnn_small.pt2") + " --inputs " + fixture("mlp_pytree.io.safetensors"));
   EXPECT_EQ(wrong.code, 2) << wrong.out;
-  EXPECT_NE(wrong.out.find("input 'x'"), std::string::npos) << wrong.out;
+  EXPECT_NE(wrong.out.find("expected 1 inputs (x), got 2"), std::string::npos) << wrong.out;
   Result range = run(fixture("mlp_dynamic_batch.pt2") + " --shapes x:65x32");
   EXPECT_EQ(range.code, 2) << range.out;
   EXPECT_NE(range.out.find("outside the allowed range 1..64"), std::string::npos) << range.out;
