@@ -101,7 +101,7 @@ std::string CompileReport::to_string() const {
   os << "engines: " << engines.size() << ", nodes in engines: " << absorbed_nodes << " of " << total_nodes
      << ", fallback nodes: " << fallback.size() << "\n";
   for (const auto& e : engines) {
-    os << "  " << e.name << ": " << e.nodes.size() << " nodes -> " << e.fused_ops.size() << " steps, "
+    os << "  " << e.name << ": " << e.nodes.size() << " nodes -> " << e.fused_ops.size() << " fused ops, "
        << e.inputs.size() << " inputs, " << e.outputs.size() << " outputs, " << human_bytes(e.engine_bytes)
        << ", built in " << e.build_seconds << " s\n    ops:";
     for (const auto& [op, count] : e.op_histogram) os << " " << op << " x" << count;

@@ -259,7 +259,6 @@ LoweredEngine lower(const GraphAnalysis& g, const Partition& part, const std::st
           conv.name += "+" + info.name;
           conv_of.erase(it->second);
           conv_of[conv.outputs[0]] = conv_index;
-          le.fused_descriptions.push_back(cat(info.name, ": BatchNorm folded into the convolution"));
           break;
         }
         [[fallthrough]];
