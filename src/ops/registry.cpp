@@ -452,6 +452,12 @@ void Registry::add(std::string target, std::string_view schema_text, InferFn inf
   ops_.emplace(std::move(target), std::move(def));
 }
 
+void Registry::set_prepare(std::string_view target, PrepareFn prepare) {
+  auto it = ops_.find(target);
+  EMBER_CHECK(it != ops_.end(), ErrorCode::kInternal, "set_prepare for unregistered op ", target);
+  it->second.prepare = std::move(prepare);
+}
+
 const OpDef* Registry::find(std::string_view target) const {
   auto it = ops_.find(target);
   return it == ops_.end() ? nullptr : &it->second;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -79,6 +80,9 @@ class OpCall {
   const std::string& node() const { return node_; }
   const std::string& target() const { return target_; }
   bool infer_mode() const { return infer_mode_; }
+  // What the op's prepare function returned for this node at load (nullptr if none).
+  const std::shared_ptr<const void>& state() const { return state_; }
+  void set_state(std::shared_ptr<const void> state) { state_ = std::move(state); }
 
   bool has(std::string_view name) const;  // present and not None
   const OpArg& arg(std::string_view name) const;  // throws kInvalidArgument naming the node if absent
@@ -109,6 +113,7 @@ class OpCall {
   std::string target_;
   std::map<std::string, OpArg, std::less<>> args_;
   bool infer_mode_;
+  std::shared_ptr<const void> state_;
 };
 
 // One formal parameter of a parsed schema.
@@ -133,12 +138,19 @@ using InferFn = std::function<std::vector<TensorSpec>(const OpCall&)>;
 // kInt for SymInt returns).
 using KernelFn = std::function<std::vector<OpArg>(const OpCall&)>;
 
+// Optional load-time preparation, called once per node when a program is loaded: the call
+// holds the node's arguments with tensors bound to constants (weights, tensor constants)
+// filled and run-time tensors undefined. What it returns reaches every run of that node
+// through OpCall::state(). execute_engine uses it to parse and check its engine at load.
+using PrepareFn = std::function<std::shared_ptr<const void>(const OpCall&)>;
+
 struct OpDef {
   std::string target;  // serialized target, e.g. "torch.ops.aten.conv2d.default"
   Schema schema;
   InferFn infer;       // output tensor specs (flattened), from input specs + args
   KernelFn run;
   bool inplace = false;  // writes into its `self` argument (relu_, add_, ...)
+  PrepareFn prepare;     // optional
 };
 
 class Registry {
@@ -147,6 +159,8 @@ class Registry {
   // `schema_text` is PyTorch's schema without namespace, e.g.
   // "relu(Tensor self) -> Tensor". Throws kInternal on a duplicate target.
   void add(std::string target, std::string_view schema_text, InferFn infer, KernelFn run, bool inplace = false);
+  // Attaches a load-time preparation to an op already added (throws kInternal if absent).
+  void set_prepare(std::string_view target, PrepareFn prepare);
   const OpDef* find(std::string_view target) const;
   std::vector<std::string> targets() const;
 

@@ -21,6 +21,7 @@
 
 #include "ember/error.h"
 #include "ember/runtime.h"
+#include "engine_node.h"
 #include "ops/arg_convert.h"
 #include "ops/registry.h"
 
@@ -121,6 +122,7 @@ struct NodePlan {
   std::vector<ExpectedMeta> expected;  // per tensor in outputs (flattened), dtype kUnknown: unchecked
   std::vector<int> inplace_slots;      // tensor slots the op writes into
   std::vector<int> release;            // tensor slots dead after this node
+  std::shared_ptr<const void> state;   // what the op's prepare() returned at load
 };
 
 struct DimCheck {
@@ -209,6 +211,7 @@ struct Program::Impl {
                    const ir::Argument& arg);
   SymRef sym_ref(const NodePlan& np, const ir::SymArg& s);
   void plan_outputs(NodePlan& np, const ir::Node& node);
+  void prepare_node(NodePlan& np);
 
   std::vector<Value> execute(const std::vector<Value>& flat_inputs) const;
   void validate(const std::vector<Value>& flat, std::vector<int64_t>* ints, std::vector<char>* known) const;
@@ -576,10 +579,42 @@ void Program::Impl::plan_node(const ir::Node& node, size_t index, std::vector<st
     }
   }
   plan_outputs(np, node);
+  if (np.op && np.op->prepare) prepare_node(np);
   nodes.push_back(std::move(np));
 }
 
+// Runs the op's load-time preparation with the arguments known at load: constants, and
+// tensors bound to parameters/buffers/tensor constants. Run-time tensors stay undefined.
+void Program::Impl::prepare_node(NodePlan& np) {
+  std::unordered_map<int, const Tensor*> bound;
+  for (const auto& [slot, t] : constants) bound.emplace(slot, &t);
+  std::map<std::string, ops::OpArg, std::less<>> args;
+  for (const ArgPlan& a : np.args) {
+    ops::OpArg oa = a.constant;
+    if (a.src == ArgPlan::Src::kTensor) {
+      oa = ops::OpArg();
+      oa.kind = ops::OpArg::Kind::kTensor;
+      if (auto it = bound.find(a.slots[0]); it != bound.end()) oa = ops::OpArg::of(*it->second);
+    } else if (a.src == ArgPlan::Src::kTensorList || a.src == ArgPlan::Src::kOptTensorList) {
+      oa = ops::OpArg();
+      oa.kind = a.src == ArgPlan::Src::kTensorList ? ops::OpArg::Kind::kTensorList : ops::OpArg::Kind::kOptTensorList;
+      for (int slot : a.slots) {
+        auto it = slot >= 0 ? bound.find(slot) : bound.end();
+        oa.tensors.push_back(it != bound.end() ? *it->second : Tensor());
+      }
+    }
+    args.emplace(a.name, std::move(oa));
+  }
+  ops::OpCall call(np.name, np.target, std::move(args), false);
+  try {
+    np.state = np.op->prepare(call);
+  } catch (const Error& e) {
+    throw Error(e.code(), cat(source, ": node '", np.name, "' (", np.target, "): ", e.what()));
+  }
+}
+
 void Program::Impl::build(const Pt2Model& model) {
+  register_engine_op();
   ep = model.program;
   const ir::GraphModule& gm = ep.graph_module;
   const ir::Graph& graph = gm.graph;
@@ -1001,6 +1036,7 @@ std::vector<Value> Program::Impl::execute(const std::vector<Value>& flat_inputs)
           }
         }
         ops::OpCall call(np.name, np.target, std::move(args), false);
+        call.set_state(np.state);
         std::vector<ops::OpArg> results = np.op->run(call);
         EMBER_CHECK(results.size() == np.outputs.size(), ErrorCode::kInternal, "kernel returned ", results.size(),
                     " outputs, the node has ", np.outputs.size());
@@ -1179,6 +1215,10 @@ Program Program::from_model(const Pt2Model& model, const std::string& source) {
   auto impl = std::make_shared<Impl>();
   impl->source = source;
   impl->build(model);
+  // Name outputs by their place in the output pytree ("logits", "aux[0]"), as `ember inspect` does.
+  std::vector<std::string> paths = output_leaf_paths(impl->ep);
+  if (paths.size() == impl->outputs.size())
+    for (size_t i = 0; i < paths.size(); ++i) impl->outputs[i].name = paths[i];
   return Program(std::move(impl));
 }
 

@@ -137,6 +137,9 @@ def main():
     parser.add_argument("--original-dir", default=None, help="folder with the .pt2 each .ep was compiled from")
     args = parser.parse_args()
     _lib = _register_op()  # noqa: F841 (kept alive for the process)
+    # The project's test archives use a namedtuple output type that must be registered to load.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import make_test_archives  # noqa: F401
     files = []
     for p in args.paths:
         if os.path.isdir(p):
