@@ -73,8 +73,7 @@ int run_check(const CheckOptions& opt) {
       if (r.readable) {
         std::printf("%s", format_report(r.report).c_str());
       } else {
-        std::printf("%s: ERROR (%s): %s\n", r.source.c_str(), error_code_name(r.error_code),
-                    r.error_message.c_str());
+        std::printf("%s: ERROR (%s): %s\n", r.source.c_str(), error_code_name(r.error_code), r.error_message.c_str());
       }
     }
   }
@@ -86,9 +85,9 @@ int run_check(const CheckOptions& opt) {
 
 void add_check_command(CLI::App& app, int* exit_code) {
   auto opt = std::make_shared<CheckOptions>();
-  CLI::App* cmd = app.add_subcommand(
-      "check", "Check that the engines in a file can run on a host, without building kernels "
-               "(exit 0: compatible, 1: incompatible, 2: unreadable or corrupted)");
+  CLI::App* cmd = app.add_subcommand("check",
+                                     "Check that the engines in a file can run on a host, without building kernels "
+                                     "(exit 0: compatible, 1: incompatible, 2: unreadable or corrupted)");
   cmd->add_option("file", opt->file, "engine file (.engine)")->required();
   cmd->add_option("--host", opt->host,
                   "describe the host instead of detecting it, e.g. \"x86_64 without avx512\", "

@@ -39,12 +39,12 @@ namespace ember {
 inline constexpr char kEngineMagic[8] = {'E', 'M', 'B', 'E', 'R', 'E', 'N', 'G'};
 inline constexpr uint16_t kEngineFormatMajor = 1;
 inline constexpr uint16_t kEngineFormatMinor = 0;
-inline constexpr uint32_t kEngineHeaderSize = 64;        // v1.0 header size
+inline constexpr uint32_t kEngineHeaderSize = 64;  // v1.0 header size
 inline constexpr uint32_t kEngineSectionRecordSize = 64;
 inline constexpr uint32_t kEngineSectionAlignment = 64;  // minimum alignment of every section
 inline constexpr uint32_t kEngineMaxAlignment = 4096;
 inline constexpr uint32_t kEngineMaxSections = 4096;
-inline constexpr size_t kEngineSectionNameMax = 23;      // 24-byte field, NUL terminated
+inline constexpr size_t kEngineSectionNameMax = 23;  // 24-byte field, NUL terminated
 inline constexpr uint64_t kEngineMaxMetaSize = uint64_t{64} << 20;
 
 // Standard section names.
@@ -78,8 +78,8 @@ struct EngineMeta {
   // Format version. On read: from the header. On write: always the current format.
   uint16_t format_major = kEngineFormatMajor;
   uint16_t format_minor = kEngineFormatMinor;
-  std::string backend;             // "cpu", later "cuda"; free text, informational
-  TargetDescriptor target;         // required arch + ISA features (CUDA: SM + device)
+  std::string backend;                                       // "cpu", later "cuda"; free text, informational
+  TargetDescriptor target;                                   // required arch + ISA features (CUDA: SM + device)
   nlohmann::json build_settings = nlohmann::json::object();  // free JSON object
   std::vector<EngineIoBinding> inputs;
   std::vector<EngineIoBinding> outputs;
@@ -104,8 +104,7 @@ class EngineWriter {
   // offset that is a multiple of max(alignment, 64).
   void add_section(std::string_view name, std::span<const uint8_t> data, uint32_t alignment = kEngineSectionAlignment);
   // Adds a section without copying; `data` must stay unchanged until written.
-  void add_section(std::string_view name, std::shared_ptr<Storage> data,
-                   uint32_t alignment = kEngineSectionAlignment);
+  void add_section(std::string_view name, std::shared_ptr<Storage> data, uint32_t alignment = kEngineSectionAlignment);
 
   // The complete engine in one owned, 64-byte aligned Storage.
   std::shared_ptr<Storage> write_to_storage() const;
@@ -227,8 +226,7 @@ CompatReport check_compatibility(const EngineMeta& meta, const TargetDescriptor&
 void enforce(const CompatReport& report);
 
 // parse (with `verification`) + check_compatibility + enforce.
-EngineView load_engine(std::shared_ptr<Storage> bytes, std::string source,
-                       const TargetDescriptor& host = host_target(),
+EngineView load_engine(std::shared_ptr<Storage> bytes, std::string source, const TargetDescriptor& host = host_target(),
                        EngineVerification verification = EngineVerification::kFull);
 
 // Human-readable report, one row per finding:

@@ -44,13 +44,21 @@ void log(LogLevel level, Args&&... args) {
   if (log_enabled(level)) log_message(level, cat(std::forward<Args>(args)...));
 }
 template <typename... Args>
-void log_debug(Args&&... args) { log(LogLevel::kDebug, std::forward<Args>(args)...); }
+void log_debug(Args&&... args) {
+  log(LogLevel::kDebug, std::forward<Args>(args)...);
+}
 template <typename... Args>
-void log_info(Args&&... args) { log(LogLevel::kInfo, std::forward<Args>(args)...); }
+void log_info(Args&&... args) {
+  log(LogLevel::kInfo, std::forward<Args>(args)...);
+}
 template <typename... Args>
-void log_warning(Args&&... args) { log(LogLevel::kWarning, std::forward<Args>(args)...); }
+void log_warning(Args&&... args) {
+  log(LogLevel::kWarning, std::forward<Args>(args)...);
+}
 template <typename... Args>
-void log_error(Args&&... args) { log(LogLevel::kError, std::forward<Args>(args)...); }
+void log_error(Args&&... args) {
+  log(LogLevel::kError, std::forward<Args>(args)...);
+}
 
 // Installs a sink (and optionally a level) for the lifetime of the object, restoring the
 // previous ones on destruction. Handy in tests.

@@ -12,19 +12,18 @@
 // aarch64: neon fp16 dotprod bf16 i8mm sve sve2.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
-
 namespace ember {
 
 struct TargetDescriptor {
-  std::string arch;                  // "x86_64", "aarch64"
+  std::string arch;                    // "x86_64", "aarch64"
   std::set<std::string> isa_features;  // sorted, unique
-  std::string cpu_name;              // brand string; informational, never compared
+  std::string cpu_name;                // brand string; informational, never compared
   // CUDA (GPU engines only). cuda_sm_major == 0 means "no CUDA device".
   int cuda_sm_major = 0;
   int cuda_sm_minor = 0;

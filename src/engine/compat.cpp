@@ -33,9 +33,7 @@ CompatFinding format_finding(uint16_t major, uint16_t minor) {
   return f;
 }
 
-std::string describe(const CompatFinding& f) {
-  return cat(f.what, ": expected ", f.expected, ", found ", f.found);
-}
+std::string describe(const CompatFinding& f) { return cat(f.what, ": expected ", f.expected, ", found ", f.found); }
 
 std::string engine_label(const CompatReport& r) { return r.engine.empty() ? "(unnamed)" : r.engine; }
 
@@ -43,9 +41,12 @@ std::string engine_label(const CompatReport& r) { return r.engine.empty() ? "(un
 
 const char* compat_severity_name(CompatSeverity s) {
   switch (s) {
-    case CompatSeverity::kOk: return "OK";
-    case CompatSeverity::kWarning: return "WARN";
-    case CompatSeverity::kError: return "ERROR";
+    case CompatSeverity::kOk:
+      return "OK";
+    case CompatSeverity::kWarning:
+      return "WARN";
+    case CompatSeverity::kError:
+      return "ERROR";
   }
   return "?";
 }

@@ -156,8 +156,8 @@ int64_t dim_value(const nlohmann::json& v, const std::string& where) {
   EMBER_CHECK(v.is_number_integer(), ErrorCode::kCorrupt, where, ": expected an integer, found ", v.type_name(), " ",
               v.dump().substr(0, 32));
   if (v.is_number_unsigned()) {
-    EMBER_CHECK(v.get<uint64_t>() <= static_cast<uint64_t>(kDimUnbounded - 1), ErrorCode::kCorrupt, where,
-                ": value ", v.get<uint64_t>(), " is too large");
+    EMBER_CHECK(v.get<uint64_t>() <= static_cast<uint64_t>(kDimUnbounded - 1), ErrorCode::kCorrupt, where, ": value ",
+                v.get<uint64_t>(), " is too large");
   }
   int64_t x = v.get<int64_t>();
   EMBER_CHECK(x >= 0, ErrorCode::kCorrupt, where, ": expected a non-negative size, found ", x);
@@ -258,8 +258,8 @@ EngineMeta meta_from_json(const nlohmann::json& j) {
   std::string fv = string_field(j, "format_version", where, true);
   unsigned major = 0, minor = 0;
   char extra = 0;
-  EMBER_CHECK(fv.size() <= 11 && std::sscanf(fv.c_str(), "%5u.%5u%c", &major, &minor, &extra) == 2 &&
-                  major <= 0xFFFF && minor <= 0xFFFF,
+  EMBER_CHECK(fv.size() <= 11 && std::sscanf(fv.c_str(), "%5u.%5u%c", &major, &minor, &extra) == 2 && major <= 0xFFFF &&
+                  minor <= 0xFFFF,
               ErrorCode::kCorrupt, "meta.format_version: expected \"<major>.<minor>\", found '", fv.substr(0, 32), "'");
   m.format_major = static_cast<uint16_t>(major);
   m.format_minor = static_cast<uint16_t>(minor);
@@ -292,10 +292,10 @@ void EngineWriter::set_meta(EngineMeta meta) {
               "engine meta: build_settings must be a JSON object, found ", meta.build_settings.type_name());
   for (const auto* list : {&meta.inputs, &meta.outputs}) {
     for (const auto& b : *list) {
-      EMBER_CHECK(!b.name.empty() && b.dtype != DType::kUnknown && dtype_size(b.dtype) > 0,
-                  ErrorCode::kInvalidArgument, "engine meta: binding '", b.name, "' needs a name and a known dtype");
-      EMBER_CHECK(b.shape.size() <= kMaxRank, ErrorCode::kInvalidArgument, "engine meta: binding '", b.name,
-                  "' has ", b.shape.size(), " dimensions, at most ", kMaxRank, " allowed");
+      EMBER_CHECK(!b.name.empty() && b.dtype != DType::kUnknown && dtype_size(b.dtype) > 0, ErrorCode::kInvalidArgument,
+                  "engine meta: binding '", b.name, "' needs a name and a known dtype");
+      EMBER_CHECK(b.shape.size() <= kMaxRank, ErrorCode::kInvalidArgument, "engine meta: binding '", b.name, "' has ",
+                  b.shape.size(), " dimensions, at most ", kMaxRank, " allowed");
       for (const auto& d : b.shape) {
         EMBER_CHECK(d.min >= 0 && d.max >= d.min, ErrorCode::kInvalidArgument, "engine meta: binding '", b.name,
                     "' has a dimension with min ", d.min, " and max ", d.max, "; expected 0 <= min <= max");
@@ -320,9 +320,8 @@ void EngineWriter::add_section(std::string_view name, std::shared_ptr<Storage> d
   for (const auto& s : sections_) {
     EMBER_CHECK(s.name != name, ErrorCode::kInvalidArgument, "engine section '", name, "' added twice");
   }
-  EMBER_CHECK(is_pow2(alignment) && alignment <= kEngineMaxAlignment, ErrorCode::kInvalidArgument,
-              "engine section '", name, "': alignment must be a power of two up to ", kEngineMaxAlignment, ", found ",
-              alignment);
+  EMBER_CHECK(is_pow2(alignment) && alignment <= kEngineMaxAlignment, ErrorCode::kInvalidArgument, "engine section '",
+              name, "': alignment must be a power of two up to ", kEngineMaxAlignment, ", found ", alignment);
   EMBER_CHECK(data != nullptr, ErrorCode::kInvalidArgument, "engine section '", name, "': null storage");
   EMBER_CHECK(sections_.size() + 1 < kEngineMaxSections, ErrorCode::kLimitExceeded, "an engine holds at most ",
               kEngineMaxSections, " sections");
@@ -343,8 +342,8 @@ std::shared_ptr<Storage> EngineWriter::write_to_storage() const {
     uint32_t alignment;
   };
   std::vector<Placed> placed;
-  placed.push_back({kSectionMeta, reinterpret_cast<const uint8_t*>(meta_text.data()), meta_text.size(), 0,
-                    kEngineSectionAlignment});
+  placed.push_back(
+      {kSectionMeta, reinterpret_cast<const uint8_t*>(meta_text.data()), meta_text.size(), 0, kEngineSectionAlignment});
   for (const auto& s : sections_) placed.push_back({s.name, s.data->data(), s.data->nbytes(), 0, s.alignment});
 
   const uint64_t table_end = kEngineHeaderSize + uint64_t{kEngineSectionRecordSize} * placed.size();
@@ -387,8 +386,8 @@ void EngineWriter::write_to_file(const std::string& path) const {
   EMBER_CHECK(fd >= 0, ErrorCode::kIo, path, ": cannot create a temporary file next to it: ", std::strerror(errno));
   try {
     write_all(fd, bytes->data(), bytes->nbytes(), temp);
-    EMBER_CHECK(fchmod(fd, 0644) == 0 && fsync(fd) == 0, ErrorCode::kIo, temp, ": fsync failed: ",
-                std::strerror(errno));
+    EMBER_CHECK(fchmod(fd, 0644) == 0 && fsync(fd) == 0, ErrorCode::kIo, temp,
+                ": fsync failed: ", std::strerror(errno));
     EMBER_CHECK(::close(fd) == 0, ErrorCode::kIo, temp, ": close failed: ", std::strerror(errno));
     fd = -1;
     EMBER_CHECK(std::rename(temp.c_str(), path.c_str()) == 0, ErrorCode::kIo, path, ": cannot rename ", temp,
@@ -424,8 +423,8 @@ EngineFormatVersion peek_engine_format(std::span<const uint8_t> bytes, std::stri
                 ": not an Ember engine (expected magic \"EMBERENG\", found \"", printable(bytes.data(), bytes.size()),
                 "\")");
   }
-  EMBER_CHECK(bytes.size() >= kOffHeaderSize, ErrorCode::kTruncated, source, ": truncated engine header: expected at least ",
-              kOffHeaderSize, " bytes, found ", bytes.size());
+  EMBER_CHECK(bytes.size() >= kOffHeaderSize, ErrorCode::kTruncated, source,
+              ": truncated engine header: expected at least ", kOffHeaderSize, " bytes, found ", bytes.size());
   return {rd16(bytes.data() + kOffMajor), rd16(bytes.data() + kOffMinor)};
 }
 
@@ -465,10 +464,9 @@ EngineView EngineView::parse(std::shared_ptr<Storage> bytes, std::string source,
   const std::string& src = source;
   const uint64_t n = bytes->nbytes();
   const EngineFormatVersion version = peek_engine_format({bytes->data(), bytes->nbytes()}, src);
-  EMBER_CHECK(version.major == kEngineFormatMajor, ErrorCode::kVersionMismatch, src, ": engine format ",
-              version.major, ".", version.minor, " cannot be read by this Ember (expected format major ",
-              kEngineFormatMajor, ", reads ", kEngineFormatMajor, ".0 to ", kEngineFormatMajor, ".",
-              kEngineFormatMinor, ")");
+  EMBER_CHECK(version.major == kEngineFormatMajor, ErrorCode::kVersionMismatch, src, ": engine format ", version.major,
+              ".", version.minor, " cannot be read by this Ember (expected format major ", kEngineFormatMajor,
+              ", reads ", kEngineFormatMajor, ".0 to ", kEngineFormatMajor, ".", kEngineFormatMinor, ")");
   // A newer minor of the same major only adds things: the layout is readable, but fields
   // reserved in this version may be in use, so they are not required to be zero.
   const bool strict = version.minor <= kEngineFormatMinor;
@@ -484,8 +482,8 @@ EngineView EngineView::parse(std::shared_ptr<Storage> bytes, std::string source,
   EMBER_CHECK(n >= header_size, ErrorCode::kTruncated, src, ": truncated engine header: expected ", header_size,
               " bytes, found ", n);
   const uint32_t count = rd32(b + kOffSectionCount);
-  EMBER_CHECK(count >= 1 && count <= kEngineMaxSections, ErrorCode::kCorrupt, src,
-              ": section count: expected 1 to ", kEngineMaxSections, ", found ", count);
+  EMBER_CHECK(count >= 1 && count <= kEngineMaxSections, ErrorCode::kCorrupt, src, ": section count: expected 1 to ",
+              kEngineMaxSections, ", found ", count);
   const uint64_t table_end = header_size + uint64_t{count} * kEngineSectionRecordSize;
   EMBER_CHECK(n >= table_end, ErrorCode::kTruncated, src, ": truncated section table: ", count,
               " sections need bytes up to ", table_end, ", found ", n, " bytes");
@@ -535,16 +533,16 @@ EngineView EngineView::parse(std::shared_ptr<Storage> bytes, std::string source,
     info.checksum = rd64(rec + kRecChecksum);
     info.flags = rd32(rec + kRecFlags);
     info.alignment = rd32(rec + kRecAlignment);
-    EMBER_CHECK(is_pow2(info.alignment) && info.alignment >= kEngineSectionAlignment &&
-                    info.alignment <= kEngineMaxAlignment,
-                ErrorCode::kCorrupt, sec, ": alignment: expected a power of two from 64 to ", kEngineMaxAlignment,
-                ", found ", info.alignment);
+    EMBER_CHECK(
+        is_pow2(info.alignment) && info.alignment >= kEngineSectionAlignment && info.alignment <= kEngineMaxAlignment,
+        ErrorCode::kCorrupt, sec, ": alignment: expected a power of two from 64 to ", kEngineMaxAlignment, ", found ",
+        info.alignment);
     EMBER_CHECK(info.offset % info.alignment == 0, ErrorCode::kCorrupt, sec, ": offset ", info.offset,
                 " is not a multiple of its alignment ", info.alignment);
     EMBER_CHECK(info.offset >= table_end, ErrorCode::kCorrupt, sec, ": offset ", info.offset,
                 " overlaps the header and section table (which end at ", table_end, ")");
-    EMBER_CHECK(info.offset <= file_size && info.size <= file_size - info.offset, ErrorCode::kCorrupt, sec,
-                ": bytes ", info.offset, " + ", info.size, " lie outside the engine (", file_size, " bytes)");
+    EMBER_CHECK(info.offset <= file_size && info.size <= file_size - info.offset, ErrorCode::kCorrupt, sec, ": bytes ",
+                info.offset, " + ", info.size, " lie outside the engine (", file_size, " bytes)");
     EMBER_CHECK(!strict || info.flags == 0, ErrorCode::kCorrupt, sec, ": flags: expected 0, found ", info.flags);
     EMBER_CHECK(!strict || rd64(rec + kRecReserved) == 0, ErrorCode::kCorrupt, sec,
                 ": reserved field: expected 0, found ", hex64(rd64(rec + kRecReserved)));
@@ -554,8 +552,9 @@ EngineView EngineView::parse(std::shared_ptr<Storage> bytes, std::string source,
   // No two sections may share a byte.
   std::vector<const EngineSectionInfo*> by_offset;
   for (const auto& sec : view.sections_) by_offset.push_back(&sec);
-  std::sort(by_offset.begin(), by_offset.end(),
-            [](const auto* a, const auto* c) { return a->offset < c->offset || (a->offset == c->offset && a->size < c->size); });
+  std::sort(by_offset.begin(), by_offset.end(), [](const auto* a, const auto* c) {
+    return a->offset < c->offset || (a->offset == c->offset && a->size < c->size);
+  });
   for (size_t i = 1; i < by_offset.size(); ++i) {
     const auto* prev = by_offset[i - 1];
     const auto* cur = by_offset[i];
@@ -615,9 +614,9 @@ EngineView EngineView::parse(std::shared_ptr<Storage> bytes, std::string source,
   } catch (const nlohmann::json::exception& e) {
     fail(ErrorCode::kCorrupt, s, ": section 'meta': ", e.what());
   }
-  EMBER_CHECK(view.meta_.format_major == version.major && view.meta_.format_minor == version.minor,
-              ErrorCode::kCorrupt, s, ": meta.format_version: expected ", version.major, ".", version.minor,
-              " (as in the header), found ", view.meta_.format_major, ".", view.meta_.format_minor);
+  EMBER_CHECK(view.meta_.format_major == version.major && view.meta_.format_minor == version.minor, ErrorCode::kCorrupt,
+              s, ": meta.format_version: expected ", version.major, ".", version.minor, " (as in the header), found ",
+              view.meta_.format_major, ".", view.meta_.format_minor);
   return view;
 }
 

@@ -22,7 +22,7 @@ namespace ember {
 namespace {
 
 const std::vector<std::string> kX86Features = {
-    "sse4_1",   "sse4_2",   "avx",      "avx2",        "fma",         "f16c",        "avx512f",  "avx512bw",
+    "sse4_1",   "sse4_2",   "avx",         "avx2",        "fma",         "f16c",     "avx512f",  "avx512bw",
     "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16"};
 const std::vector<std::string> kArmFeatures = {"neon", "fp16", "dotprod", "bf16", "i8mm", "sve", "sve2"};
 const std::vector<std::string> kNoFeatures = {};
@@ -155,7 +155,8 @@ std::vector<std::string> expand_feature(const std::string& arch, const std::stri
 
 bool valid_name(const std::string& s) {
   if (s.empty() || s.size() > 32) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
 }
 
 }  // namespace
@@ -304,7 +305,8 @@ void from_json(const nlohmann::json& j, TargetDescriptor& t) {
     int major = 0, minor = 0;
     size_t dot = s.find('.');
     bool ok = dot != std::string::npos && dot > 0 && dot <= 2 && s.size() - dot - 1 >= 1 && s.size() - dot - 1 <= 2 &&
-              std::all_of(s.begin(), s.begin() + dot, ::isdigit) && std::all_of(s.begin() + dot + 1, s.end(), ::isdigit);
+              std::all_of(s.begin(), s.begin() + dot, ::isdigit) &&
+              std::all_of(s.begin() + dot + 1, s.end(), ::isdigit);
     if (ok) {
       major = std::stoi(s.substr(0, dot));
       minor = std::stoi(s.substr(dot + 1));

@@ -9,8 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "engine_test_util.h"
 #include "ember/engine.h"
+#include "engine_test_util.h"
 
 namespace ember {
 namespace {

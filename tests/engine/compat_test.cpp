@@ -3,10 +3,10 @@
 #include <string>
 #include <vector>
 
-#include "engine_test_util.h"
 #include "ember/engine.h"
 #include "ember/log.h"
 #include "ember/version.h"
+#include "engine_test_util.h"
 
 namespace ember {
 namespace {
@@ -47,8 +47,11 @@ TEST(Compat, EmberVersionDiffersWarnsAndLoadProceeds) {
   EngineMeta m = sample_meta();
   m.ember_version = "0.0.1";
   std::vector<Captured> logs;
-  ScopedLogSink sink([&](LogLevel l, std::string_view msg) { logs.push_back({l, std::string(msg)}); },
-                     LogLevel::kWarning);
+  ScopedLogSink sink(
+      [&](LogLevel l, std::string_view msg) {
+        logs.push_back({l, std::string(msg)});
+      },
+      LogLevel::kWarning);
   EngineView view = load_engine(sample_engine(m), "old.engine", host("x86_64 avx2 fma"));
   EXPECT_EQ(view.meta().ember_version, "0.0.1");
   ASSERT_EQ(logs.size(), 1u);

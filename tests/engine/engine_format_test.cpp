@@ -5,9 +5,9 @@
 #include <fstream>
 #include <string>
 
-#include "engine_test_util.h"
 #include "ember/engine.h"
 #include "ember/version.h"
+#include "engine_test_util.h"
 
 namespace ember {
 namespace {
@@ -30,7 +30,8 @@ void expect_error(Fn&& fn, ErrorCode code, std::initializer_list<std::string> pa
     ADD_FAILURE() << "expected ember::Error(" << error_code_name(code) << ")";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), code) << e.what();
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "'" << p << "' not in: " << e.what();
+    for (const auto& p : parts)
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "'" << p << "' not in: " << e.what();
   }
 }
 
@@ -149,9 +150,7 @@ TEST(EngineFormat, WriteToFileIsAtomicAndReadable) {
   fs::path dir = fs::path(testing::TempDir()) / ("engine_write_" + std::to_string(getpid()));
   fs::create_directories(dir);
   std::string path = (dir / "model.engine").string();
-  {
-    std::ofstream(path) << "old content";
-  }
+  { std::ofstream(path) << "old content"; }
   EngineWriter w;
   w.set_meta(sample_meta());
   w.add_section("plan", test::pattern(100, 1));
@@ -162,8 +161,7 @@ TEST(EngineFormat, WriteToFileIsAtomicAndReadable) {
   size_t files = 0;
   for (auto& e : fs::directory_iterator(dir)) files += e.is_regular_file();
   EXPECT_EQ(files, 1u);  // no temporary left behind
-  expect_error([&] { w.write_to_file((dir / "missing_dir" / "x.engine").string()); }, ErrorCode::kIo,
-               {"missing_dir"});
+  expect_error([&] { w.write_to_file((dir / "missing_dir" / "x.engine").string()); }, ErrorCode::kIo, {"missing_dir"});
   expect_error([&] { EngineView::open((dir / "absent.engine").string()); }, ErrorCode::kIo, {"absent.engine"});
   fs::remove_all(dir);
 }
@@ -205,8 +203,11 @@ TEST(EngineFormat, EveryTruncationIsRejected) {
   // The boundaries name what is missing.
   expect_error([&] { parse_vec({v.begin(), v.begin() + 40}); }, ErrorCode::kTruncated, {"header", "64", "40"});
   expect_error([&] { parse_vec({v.begin(), v.begin() + 64 + 64}); }, ErrorCode::kTruncated, {"section table"});
-  expect_error([&] { parse_vec({v.begin(), v.end() - 1}); }, ErrorCode::kTruncated,
-               {"header says " + std::to_string(v.size())});
+  expect_error(
+      [&] {
+        parse_vec({v.begin(), v.end() - 1});
+      },
+      ErrorCode::kTruncated, {"header says " + std::to_string(v.size())});
 }
 
 TEST(EngineFormat, TrailingBytesAreRejected) {
@@ -391,8 +392,8 @@ TEST(EngineFormat, MalformedMeta) {
                {"section 'meta'", "malformed JSON"});
   expect_error([&] { parse_vec(with_meta_text(v, "[1, 2]")); }, ErrorCode::kCorrupt, {"expected a JSON object"});
   expect_error([&] { parse_vec(with_meta_text(v, std::string(100, '['))); }, ErrorCode::kCorrupt, {"nested"});
-  expect_error([&] { parse_vec(with_meta_text(v, replaced(text, "\"float32\"", "\"float99\""))); },
-               ErrorCode::kCorrupt, {"meta.inputs[0].dtype", "unknown dtype 'float99'"});
+  expect_error([&] { parse_vec(with_meta_text(v, replaced(text, "\"float32\"", "\"float99\""))); }, ErrorCode::kCorrupt,
+               {"meta.inputs[0].dtype", "unknown dtype 'float99'"});
   expect_error([&] { parse_vec(with_meta_text(v, replaced(text, "\"min\": 1", "\"min\": 9"))); }, ErrorCode::kCorrupt,
                {"meta.inputs[0].shape[0]", "min 9 > max 8"});
   expect_error([&] { parse_vec(with_meta_text(v, replaced(text, "\"min\": 1", "\"min\":-1"))); }, ErrorCode::kCorrupt,
@@ -401,8 +402,11 @@ TEST(EngineFormat, MalformedMeta) {
                ErrorCode::kCorrupt, {"meta.ember_version", "missing"});
   expect_error([&] { parse_vec(with_meta_text(v, replaced(text, "\"arch\": \"x86_64\"", "\"arch\": 86     "))); },
                ErrorCode::kCorrupt, {"meta.target.arch", "string"});
-  expect_error([&] { parse_vec(with_meta_text(v, replaced(text, "\"format_version\": \"1.0\"", "\"format_version\": \"1.3\""))); },
-               ErrorCode::kCorrupt, {"meta.format_version", "expected 1.0", "found 1.3"});
+  expect_error(
+      [&] {
+        parse_vec(with_meta_text(v, replaced(text, "\"format_version\": \"1.0\"", "\"format_version\": \"1.3\"")));
+      },
+      ErrorCode::kCorrupt, {"meta.format_version", "expected 1.0", "found 1.3"});
   expect_error([&] { parse_vec(with_meta_text(v, replaced(text, "\"x\"", "\"\""))); }, ErrorCode::kCorrupt,
                {"meta.inputs[0].name"});
   // Invalid UTF-8 inside a string.

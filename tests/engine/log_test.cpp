@@ -1,11 +1,11 @@
+#include "ember/log.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include "ember/log.h"
 
 namespace ember {
 namespace {

@@ -1,3 +1,5 @@
+#include "ember/target.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -6,7 +8,6 @@
 #include <string>
 
 #include "ember/error.h"
-#include "ember/target.h"
 
 namespace ember {
 namespace {
@@ -85,10 +86,10 @@ TEST(Target, JsonRoundTripAndValidation) {
   auto future = nlohmann::json::parse(R"({"arch": "x86_64", "isa_features": ["avx10_2"]})").get<TargetDescriptor>();
   EXPECT_EQ(future.isa_features.count("avx10_2"), 1u);
 
-  for (const char* bad : {R"([])", R"({"isa_features": []})", R"({"arch": "x86 64"})",
-                          R"({"arch": "x86_64", "isa_features": "avx2"})", R"({"arch": "x86_64", "isa_features": [3]})",
-                          R"({"arch": "x86_64", "cuda": {"sm": "86"}})", R"({"arch": "x86_64", "cuda": {"sm": "0.5"}})",
-                          R"({"arch": "x86_64", "cuda": {"sm": 8.6}})"}) {
+  for (const char* bad :
+       {R"([])", R"({"isa_features": []})", R"({"arch": "x86 64"})", R"({"arch": "x86_64", "isa_features": "avx2"})",
+        R"({"arch": "x86_64", "isa_features": [3]})", R"({"arch": "x86_64", "cuda": {"sm": "86"}})",
+        R"({"arch": "x86_64", "cuda": {"sm": "0.5"}})", R"({"arch": "x86_64", "cuda": {"sm": 8.6}})"}) {
     try {
       nlohmann::json::parse(bad).get<TargetDescriptor>();
       ADD_FAILURE() << bad;
