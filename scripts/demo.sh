@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The main job on the bundled example model, from a fresh machine:
-# install dependencies, build the `ember` CLI, then inspect the example .pt2 and run it
-# against PyTorch's own reference outputs with a latency report.
+# The main job on the bundled example model, from a fresh machine: install dependencies,
+# build the `ember` CLI, then
+#   1. inspect the example .pt2 (written by PyTorch 2.11's torch.export.save),
+#   2. compile it into CPU engines and save model.ep,
+#   3. check the saved engines against this host (no kernel is built),
+#   4. load model.ep (no recompilation) and run it on PyTorch's reference inputs, comparing
+#      with PyTorch's own outputs, with a latency report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,10 +16,18 @@ cmake --build --preset release -j "$(nproc)" --target ember
 EMBER=build/release/tools/ember
 MODEL=examples/models/tiny_resnet.pt2
 REFERENCE=examples/models/tiny_resnet.io.safetensors
+OUT=build/demo
+mkdir -p "$OUT"
 
 echo
-echo "== ember inspect $MODEL"
+echo "== 1. ember inspect $MODEL"
 "$EMBER" inspect "$MODEL"
 echo
-echo "== ember run $MODEL --compare $REFERENCE (PyTorch 2.11's outputs)"
-"$EMBER" run "$MODEL" --compare "$REFERENCE" --iterations 50 --warmup 5
+echo "== 2. ember compile $MODEL -o $OUT/tiny_resnet.ep"
+"$EMBER" compile "$MODEL" -o "$OUT/tiny_resnet.ep"
+echo
+echo "== 3. ember check $OUT/tiny_resnet.ep"
+"$EMBER" check "$OUT/tiny_resnet.ep"
+echo
+echo "== 4. ember run $OUT/tiny_resnet.ep --compare $REFERENCE (PyTorch 2.11's outputs)"
+"$EMBER" run "$OUT/tiny_resnet.ep" --compare "$REFERENCE" --iterations 200 --warmup 20

@@ -10,7 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "ember/compiler.h"
 #include "ember/engine.h"
+#include "ember/pt2.h"
 #include "ember/target.h"
 
 namespace ember::cli {
@@ -22,18 +24,25 @@ struct CheckOptions {
   bool json = false;
 };
 
-// The engines a file holds. A standalone engine (magic EMBERENG) holds one. Other
-// containers (.ep archives: one engine per execute_engine constant) are listed here by
-// their own reader, which returns one EngineSource per engine (zero-copy slices welcome).
+// The engines a file holds: one for a standalone engine (magic EMBERENG); for an .ep
+// archive, one per execute_engine constant of each model, as zero-copy slices of the
+// archive mapping.
 std::vector<EngineSource> engines_in_file(const std::string& path) {
   std::shared_ptr<Storage> bytes = map_file_readonly(path);
   std::span<const uint8_t> head(bytes->data(), std::min<size_t>(bytes->nbytes(), 8));
   static const uint8_t kZipMagic[4] = {'P', 'K', 3, 4};
-  if (head.size() >= 4 && std::memcmp(head.data(), kZipMagic, 4) == 0) {
-    fail(ErrorCode::kUnsupported, path,
-         ": is a zip archive; checking the engines inside .ep archives is not supported by this build");
+  if (head.size() < 4 || std::memcmp(head.data(), kZipMagic, 4) != 0) return {EngineSource{"", path, std::move(bytes)}};
+  Pt2Archive archive = read_pt2(path);
+  std::vector<EngineSource> sources;
+  for (const Pt2Model& model : archive.models) {
+    for (auto& [name, engine] : list_engines(model)) {
+      std::string label = archive.models.size() == 1 ? name : model.name + "/" + name;
+      sources.push_back(EngineSource{label, cat(path, ":", label), std::move(engine)});
+    }
   }
-  return {EngineSource{"", path, std::move(bytes)}};
+  EMBER_CHECK(!sources.empty(), ErrorCode::kNotFound, path,
+              ": the archive holds no ember::execute_engine node (nothing to check; `ember inspect` shows its ops)");
+  return sources;
 }
 
 int run_check(const CheckOptions& opt) {
