@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -376,6 +377,244 @@ TEST(CpuBackend, DynamicBatchConvStaysBlocked) {
     expect_close(e->run({in}).at(0),
                  ref("torch.ops.aten.adaptive_avg_pool2d.default",
                      {{"self", T(ref_conv(in, w, nullptr, {1, 1}, {1, 1}))}, {"output_size", I({1, 1})}}));
+  }
+}
+
+// ---------------------------------------------------------------- forced tactics
+
+// A ResNet-like stem + residual block with a dynamic batch "n" in 1..16:
+//   stem conv+relu -> max pool -> conv+relu -> conv + sum(pool output) + relu -> adaptive avg
+//   pool -> flatten (reference view) -> linear -> softmax
+// Outputs: the residual block's output, the flatten, the linear and the softmax.
+// Convs are named "stem", "block.conv1", "block.conv2"; with `blocks` = 2 a second residual
+// block ("block2.conv1", "block2.conv2", sum operand: the first block's output) follows.
+struct ResNetWeights {
+  Tensor w0 = random_tensor({8, 3, 3, 3}, 60, -0.5f, 0.5f), b0 = random_tensor({8}, 61);
+  Tensor w1 = random_tensor({8, 8, 3, 3}, 62, -0.3f, 0.3f), b1 = random_tensor({8}, 63);
+  Tensor w2 = random_tensor({8, 8, 3, 3}, 64, -0.3f, 0.3f), b2 = random_tensor({8}, 65);
+  Tensor w3 = random_tensor({8, 8, 3, 3}, 66, -0.3f, 0.3f), b3 = random_tensor({8}, 67);
+  Tensor w4 = random_tensor({8, 8, 3, 3}, 68, -0.3f, 0.3f), b4 = random_tensor({8}, 69);
+  Tensor wl = random_tensor({10, 8}, 70), bl = random_tensor({10}, 71);
+};
+
+EngineGraph residual_graph(const ResNetWeights& w, int blocks) {
+  GraphMaker m;
+  m.g.name = "resnet_tactics";
+  m.g.ranges["n"] = {1, 16};
+  auto act = [&](const std::string& name, Shape dims) {
+    std::vector<std::string> sym(dims.size());
+    sym[0] = "n";
+    dims[0] = -1;
+    return m.value(name, dims, sym);
+  };
+  int x = act("x", {1, 3, 16, 16});
+  int a = act("a", {1, 8, 16, 16});
+  int p = act("p", {1, 8, 8, 8});
+  auto conv = [&](const std::string& name, int in, int out, const Tensor& wt, const Tensor& b) -> FusedOp& {
+    FusedOp& c = m.op("conv2d", {in}, {out}, name);
+    c.constants = {wt, b};
+    c.attrs = {{"stride", {1, 1}}, {"padding", {1, 1}}};
+    c.post_ops = {elt("relu")};
+    return c;
+  };
+  auto block = [&](const std::string& name, int in, const Tensor& wa, const Tensor& ba, const Tensor& wb,
+                   const Tensor& bb) {
+    int h = act(name + ".h", {1, 8, 8, 8});
+    int o = act(name + ".out", {1, 8, 8, 8});
+    conv(name + ".conv1", in, h, wa, ba);
+    PostOp sum;
+    sum.kind = PostOp::Kind::kSum;
+    sum.value = in;
+    conv(name + ".conv2", h, o, wb, bb).post_ops = {sum, elt("relu")};
+    return o;
+  };
+  conv("stem", x, a, w.w0, w.b0);
+  m.op("max_pool2d", {a}, {p}, "pool").attrs = {{"kernel", {3, 3}}, {"stride", {2, 2}}, {"padding", {1, 1}}};
+  int r = block("block", p, w.w1, w.b1, w.w2, w.b2);
+  if (blocks == 2) r = block("block2", r, w.w3, w.b3, w.w4, w.b4);
+  int g = act("g", {1, 8, 1, 1});
+  int f = act("f", {1, 8});
+  int l = act("l", {1, 10});
+  int sm = act("sm", {1, 10});
+  m.op("adaptive_avg_pool2d", {r}, {g}, "gap").attrs = {{"output_size", {1, 1}}};
+  m.op("reference", {g}, {f}, "flatten").attrs = {
+      {"target", "torch.ops.aten.view.default"},
+      {"args", Json::array({{{"name", "self"}, {"arg", {{"as_tensor", {{"name", cat("%", g)}}}}}},
+                            {{"name", "size"}, {"arg", {{"as_ints", {-1, 8}}}}}})}};
+  FusedOp& fc = m.op("linear", {f}, {l}, "fc");
+  fc.constants = {w.wl, w.bl};
+  m.op("softmax", {l}, {sm}, "softmax").attrs = {{"dim", -1}};
+  m.g.inputs = {x};
+  m.g.outputs = {r, f, l, sm};
+  return m.g;
+}
+
+// The same network with the registry's reference kernels: {block output, flatten, linear, softmax}.
+std::vector<Tensor> residual_reference(const ResNetWeights& w, int blocks, const Tensor& x) {
+  auto conv_relu = [](const Tensor& in, const Tensor& wt, const Tensor& b) {
+    return ref_unary("relu", ref_conv(in, wt, &b, {1, 1}, {1, 1}));
+  };
+  auto add = [](const Tensor& a, const Tensor& b) { return ref("torch.ops.aten.add.Tensor", {{"self", T(a)}, {"other", T(b)}}); };
+  Tensor a = conv_relu(x, w.w0, w.b0);
+  Tensor p = ref("torch.ops.aten.max_pool2d.default", {{"self", T(a)}, {"kernel_size", I({3, 3})}, {"stride", I({2, 2})},
+                                                       {"padding", I({1, 1})}, {"dilation", I({1, 1})},
+                                                       {"ceil_mode", ops::OpArg::of_bool(false)}});
+  Tensor r = ref_unary("relu", add(ref_conv(conv_relu(p, w.w1, w.b1), w.w2, &w.b2, {1, 1}, {1, 1}), p));
+  if (blocks == 2) r = ref_unary("relu", add(ref_conv(conv_relu(r, w.w3, w.b3), w.w4, &w.b4, {1, 1}, {1, 1}), r));
+  Tensor g = ref("torch.ops.aten.adaptive_avg_pool2d.default", {{"self", T(r)}, {"output_size", I({1, 1})}});
+  Tensor f = g.contiguous().view({x.size(0), 8});
+  Tensor l = ref("torch.ops.aten.linear.default", {{"input", T(f)}, {"weight", T(w.wl)}, {"bias", T(w.bl)}});
+  Tensor sm = ref("torch.ops.aten._softmax.default",
+                  {{"self", T(l)}, {"dim", ops::OpArg::of_int(-1)}, {"half_to_float", ops::OpArg::of_bool(false)}});
+  return {r, f, l, sm};
+}
+
+// Step name -> recorded tactic, from the engine's plan section.
+std::map<std::string, std::string> plan_tactics(const std::shared_ptr<Storage>& bytes) {
+  EngineView view = EngineView::parse(bytes, "engine");
+  auto plan_bytes = view.section(kSectionPlan);
+  Json plan = Json::parse(std::string(reinterpret_cast<const char*>(plan_bytes->data()), plan_bytes->nbytes()));
+  std::map<std::string, std::string> out;
+  for (const Json& s : plan["steps"])
+    if (s["kind"] != "reorder") out[s["name"].get<std::string>()] = s["tactic"].get<std::string>();
+  return out;
+}
+
+std::string describe_forced(const std::map<std::string, std::string>& f) {
+  std::string out;
+  for (const auto& [k, v] : f) out += cat(out.empty() ? "" : ",", k, "=", v);
+  return out;
+}
+
+// Runs `bytes` at batch sizes below, at and above the build batch (8) and compares every output.
+void check_residual(const std::shared_ptr<Storage>& bytes, const std::map<int64_t, std::vector<Tensor>>& want, const std::map<int64_t, Tensor>& inputs,
+                    const std::string& what) {
+  auto e = Engine::load(bytes, "resnet_tactics.engine");
+  for (int64_t n : {16, 1, 8, 5}) {
+    SCOPED_TRACE(cat(what, " batch ", n));
+    auto out = e->run({inputs.at(n)});
+    ASSERT_EQ(out.size(), 4u);
+    for (size_t k = 0; k < 4; ++k) {
+      SCOPED_TRACE(cat("output ", k));
+      expect_close(out[k], want.at(n)[k], 2e-4);
+    }
+  }
+}
+
+TEST(CpuBackendTactics, ForcedTacticIsUsedAndUnknownOneIsAnError) {
+  ResNetWeights w;
+  EngineGraph g = residual_graph(w, 1);
+  BuildOptions o = fast();
+  o.force_tactics = {{"conv2d", "reference"}, {"stem", "plain"}, {"linear", "matmul"}};
+  auto t = plan_tactics(build_engine(g, o));
+  EXPECT_EQ(t["stem"], "plain");
+  EXPECT_EQ(t["block.conv1"], "reference");
+  EXPECT_EQ(t["block.conv2"], "reference");
+  EXPECT_EQ(t["fc"], "matmul");
+  o.force_tactics = {{"max_pool2d", "blocked"}};
+  try {
+    build_engine(g, o);
+    FAIL() << "a tactic max_pool2d does not have was accepted";
+  } catch (const Error& err) {
+    EXPECT_EQ(err.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(err.what()).find("forced tactic 'blocked'"), std::string::npos) << err.what();
+    EXPECT_NE(std::string(err.what()).find("onednn, reference"), std::string::npos) << err.what();
+  }
+}
+
+TEST(CpuBackendTactics, EnvironmentVariableForcesTactics) {
+  ResNetWeights w;
+  EngineGraph g = residual_graph(w, 1);
+  ASSERT_EQ(setenv("EMBER_FORCE_TACTICS", " conv2d=reference, max_pool2d=onednn,,fc=inner_product", 1), 0);
+  BuildOptions o = fast();
+  o.force_tactics = {{"stem", "blocked"}};  // options win over the environment for the same key
+  std::map<std::string, std::string> t;
+  try {
+    t = plan_tactics(build_engine(g, o));
+  } catch (...) {
+    unsetenv("EMBER_FORCE_TACTICS");
+    throw;
+  }
+  setenv("EMBER_FORCE_TACTICS", "conv2d", 1);
+  EXPECT_THROW(build_engine(g, o), Error);
+  unsetenv("EMBER_FORCE_TACTICS");
+  EXPECT_EQ(t["stem"], "blocked");
+  EXPECT_EQ(t["block.conv1"], "reference");
+  EXPECT_EQ(t["block.conv2"], "reference");
+  EXPECT_EQ(t["pool"], "onednn");
+  EXPECT_EQ(t["fc"], "inner_product");
+}
+
+// Every combination of tactics over the residual network, at several batch sizes: each op
+// must get its input in the layout it declares, and the residual (sum post-op operand) must
+// survive until the fused convolution reads it, whatever mix of kernels was chosen.
+TEST(CpuBackendTactics, EveryCombinationMatchesReference) {
+  ResNetWeights w;
+  EngineGraph g = residual_graph(w, 1);
+  std::map<int64_t, Tensor> inputs;
+  std::map<int64_t, std::vector<Tensor>> want;
+  for (int64_t n : {1, 5, 8, 16}) {
+    inputs[n] = random_tensor({n, 3, 16, 16}, 80 + static_cast<uint32_t>(n));
+    want[n] = residual_reference(w, 1, inputs[n]);
+  }
+  const std::vector<std::string> conv_t = {"blocked", "plain", "reference"};
+  const std::vector<std::string> dnnl_t = {"onednn", "reference"};
+  const std::vector<std::string> linear_t = {"inner_product", "matmul", "reference"};
+  int builds = 0;
+  for (const auto& stem : conv_t)
+    for (const auto& c1 : conv_t)
+      for (const auto& c2 : conv_t)
+        for (const auto& pool : dnnl_t)
+          for (const auto& gap : dnnl_t)
+            for (const auto& fc : linear_t)
+              for (const auto& softmax : dnnl_t) {
+                BuildOptions o = fast();
+                o.force_tactics = {{"stem", stem},       {"block.conv1", c1}, {"block.conv2", c2},
+                                   {"max_pool2d", pool}, {"gap", gap},        {"linear", fc},
+                                   {"softmax", softmax}};
+                std::string what = describe_forced(o.force_tactics);
+                std::shared_ptr<Storage> bytes;
+                ASSERT_NO_THROW(bytes = build_engine(g, o)) << what;
+                auto t = plan_tactics(bytes);
+                ASSERT_EQ(t["stem"], stem) << what;
+                ASSERT_EQ(t["block.conv2"], c2) << what;
+                ASSERT_EQ(t["pool"], pool) << what;
+                ASSERT_EQ(t["fc"], fc) << what;
+                check_residual(bytes, want, inputs, what);
+                ++builds;
+                if (HasFailure()) return;
+              }
+  EXPECT_EQ(builds, 3 * 3 * 3 * 2 * 2 * 3 * 2);
+}
+
+// Two residual blocks (the second block's residual is the first block's output) with
+// tactics alternating from op to op, then the same network with timed tactics.
+TEST(CpuBackendTactics, AlternatingTacticsPerOpMatchReference) {
+  ResNetWeights w;
+  EngineGraph g = residual_graph(w, 2);
+  std::map<int64_t, Tensor> inputs;
+  std::map<int64_t, std::vector<Tensor>> want;
+  for (int64_t n : {1, 5, 8, 16}) {
+    inputs[n] = random_tensor({n, 3, 16, 16}, 90 + static_cast<uint32_t>(n));
+    want[n] = residual_reference(w, 2, inputs[n]);
+  }
+  const std::vector<std::string> convs = {"stem", "block.conv1", "block.conv2", "block2.conv1", "block2.conv2"};
+  const std::vector<std::string> conv_t = {"blocked", "reference", "plain"};
+  for (size_t shift = 0; shift < 6; ++shift) {
+    BuildOptions o = fast();
+    for (size_t i = 0; i < convs.size(); ++i) o.force_tactics[convs[i]] = conv_t[(i + shift) % 3];
+    o.force_tactics["pool"] = shift % 2 ? "reference" : "onednn";
+    o.force_tactics["gap"] = shift % 2 ? "onednn" : "reference";
+    o.force_tactics["fc"] = shift % 3 == 0 ? "reference" : shift % 3 == 1 ? "inner_product" : "matmul";
+    o.force_tactics["softmax"] = (shift / 2) % 2 ? "reference" : "onednn";
+    std::string what = describe_forced(o.force_tactics);
+    check_residual(build_engine(g, o), want, inputs, what);
+  }
+  for (int run = 0; run < 2; ++run) {
+    BuildOptions o = fast();
+    o.time_tactics = true;
+    o.timing_iterations = 2;
+    check_residual(build_engine(g, o), want, inputs, cat("timed build ", run));
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -114,9 +115,35 @@ void rewrite_tensor_names(Json& j, const std::function<std::string(const std::st
   }
 }
 
+// BuildOptions::force_tactics plus the entries of EMBER_FORCE_TACTICS ("key=tactic,key=tactic")
+// for keys the options do not give.
+std::map<std::string, std::string> forced_tactics(const BuildOptions& o) {
+  std::map<std::string, std::string> out = o.force_tactics;
+  const char* env = std::getenv("EMBER_FORCE_TACTICS");
+  if (!env) return out;
+  auto trim = [](std::string x) {
+    size_t b = x.find_first_not_of(" \t"), e = x.find_last_not_of(" \t");
+    return b == std::string::npos ? std::string() : x.substr(b, e - b + 1);
+  };
+  std::string text = env;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string item = trim(text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+    pos = comma == std::string::npos ? text.size() + 1 : comma + 1;
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    EMBER_CHECK(eq != std::string::npos && !trim(item.substr(0, eq)).empty() && !trim(item.substr(eq + 1)).empty(),
+                ErrorCode::kInvalidArgument, "EMBER_FORCE_TACTICS: entry '", item,
+                "' must be <op kind or op name>=<tactic>, e.g. conv2d=reference");
+    out.emplace(trim(item.substr(0, eq)), trim(item.substr(eq + 1)));
+  }
+  return out;
+}
+
 class EngineBuilder {
  public:
-  EngineBuilder(const EngineGraph& g, const BuildOptions& o) : g_(g), opt_(o) {}
+  EngineBuilder(const EngineGraph& g, const BuildOptions& o) : g_(g), opt_(o), forced_(forced_tactics(o)) {}
 
   std::shared_ptr<Storage> build();
 
@@ -300,7 +327,21 @@ class EngineBuilder {
 
   // Tries each candidate emitter; keeps the fastest (or the first that works when timing is off).
   using Emitter = std::function<void()>;
-  void choose(const FusedOp& op, const std::vector<std::pair<std::string, Emitter>>& candidates) {
+  void choose(const FusedOp& op, const std::vector<std::pair<std::string, Emitter>>& all_candidates) {
+    std::vector<std::pair<std::string, Emitter>> candidates = all_candidates;
+    std::string forced;
+    if (auto it = forced_.find(op.name); !op.name.empty() && it != forced_.end()) forced = it->second;
+    else if (auto k = forced_.find(op.op); k != forced_.end()) forced = k->second;
+    if (!forced.empty()) {
+      std::string names;
+      candidates.clear();
+      for (const auto& c : all_candidates) {
+        names += cat(names.empty() ? "" : ", ", c.first);
+        if (c.first == forced) candidates.push_back(c);
+      }
+      EMBER_CHECK(!candidates.empty(), ErrorCode::kUnsupported, g_.name, ": op '", op.name, "' (", op.op,
+                  "): forced tactic '", forced, "' is not one of its tactics (", names, ")");
+    }
     Snapshot base = snapshot();
     std::string best;
     double best_ms = 0;
@@ -340,7 +381,8 @@ class EngineBuilder {
     auto execs = instantiate(plan_.steps.size() - 1);
     s.impl = execs.back()->impl;
     std::string msg = cat(g_.name, ": ", op.op, " ", op.name, ": ", candidates.size(), " tactic",
-                          candidates.size() == 1 ? "" : "s", ", picked ", best, " (", s.impl, ")");
+                          candidates.size() == 1 ? "" : "s", ", picked ", best, " (", s.impl, ")",
+                          forced.empty() ? "" : " [forced]");
     if (!timings.empty()) {
       msg += " [";
       bool first = true;
@@ -426,6 +468,7 @@ class EngineBuilder {
 
   const EngineGraph& g_;
   const BuildOptions& opt_;
+  std::map<std::string, std::string> forced_;  // op name or kind -> tactic (options + EMBER_FORCE_TACTICS)
   Plan plan_;
   std::vector<int> value_graph_;            // plan value -> graph value
   std::vector<Shape> gdims_;                // graph value -> build dims

@@ -101,6 +101,15 @@ struct BuildOptions {
   int timing_iterations = 5;
   // Progress callback (e.g. "engine_0: conv2d layer1.0.conv1: 3 tactics, picked jit:avx2 blocked").
   std::function<void(const std::string&)> progress;
+  // Forced tactics (deterministic builds, tests, debugging): key -> tactic name. A key is an
+  // op's name (FusedOp::name, e.g. "layer1.0.conv1") or an op kind (FusedOp::op: "conv2d",
+  // "linear", "max_pool2d", ...); a name wins over a kind. Tactic names: conv2d "blocked" |
+  // "plain" | "reference"; linear "inner_product" | "matmul" | "reference"; other ops
+  // "onednn" | "reference". A forced tactic that does not apply to the op (or that oneDNN
+  // refuses) fails the build with kUnsupported naming the op. The environment variable
+  // EMBER_FORCE_TACTICS ("conv2d=reference,max_pool2d=onednn") adds entries for keys not
+  // given here.
+  std::map<std::string, std::string> force_tactics;
 };
 
 // Returns the complete engine file (engine.h container). Throws kUnsupported naming the

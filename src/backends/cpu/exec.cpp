@@ -492,14 +492,21 @@ class ReferenceExec final : public StepExec {
       EMBER_CHECK(got.sizes() == want && got.dtype() == plan_.values[v].dtype, ErrorCode::kShapeMismatch, step_.name,
                   " (", step_.target, "): output ", k, " is ", got.to_string(), ", the plan expects ",
                   dtype_name(plan_.values[v].dtype), shape_str(want));
+      // Post-ops are applied to the kernel's result before anything is written to the
+      // destination: the memory plan may place the destination over a sum operand (in-place
+      // residual add, as oneDNN's sum post-op accumulates into the destination), so every
+      // post-op operand must be read before the destination's bytes change.
+      Tensor result = step_.post_ops.empty() ? got : apply_post_ops(st, got);
       Tensor dst = view_bytes(st.ptr[v], plan_.values[v].dtype, want);
-      dst.copy_from(got);
-      if (!step_.post_ops.empty()) apply_post_ops(st, dst);
+      dst.copy_from(result);
     }
   }
 
  private:
-  void apply_post_ops(RunState& st, Tensor& dst) const {
+  // Returns a new tensor: `result` with the step's post-ops applied (`result` is left as is;
+  // it may be a view of an input).
+  Tensor apply_post_ops(RunState& st, const Tensor& result) const {
+    Tensor dst = result.clone();
     for (const PlanPostOp& p : step_.post_ops) {
       if (p.kind == "eltwise") {
         int64_t n = dst.numel();
@@ -524,6 +531,7 @@ class ReferenceExec final : public StepExec {
                   ": post-op ", p.kind, " changes the output shape");
       dst.copy_from(res[0].tensor);
     }
+    return dst;
   }
 
   PlanStep step_;
