@@ -24,7 +24,7 @@ import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
-EMBER = os.path.join(ROOT, "build", "release", "tools", "ember")
+EMBER = os.environ.get("EMBER_BIN", os.path.join(ROOT, "build", "release", "tools", "ember"))
 PEERS = os.path.join(ROOT, "build", "peers")
 
 
