@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "ember/format.h"
 #include "ember/compiler.h"
 #include "ember/engine.h"
 #include "ember/error.h"
@@ -62,18 +63,6 @@ std::pair<std::string, std::pair<Shape, Shape>> parse_shape_spec(const std::stri
   EMBER_CHECK(lo.size() == hi.size(), ErrorCode::kInvalidArgument, "--shapes ", spec,
               ": min and max have different ranks");
   return {name, {lo, hi}};
-}
-
-std::string human_bytes(size_t n) {
-  char buf[32];
-  if (n >= (size_t{1} << 20)) {
-    std::snprintf(buf, sizeof buf, "%.2f MiB", static_cast<double>(n) / (1 << 20));
-  } else if (n >= 1024) {
-    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(n) / 1024);
-  } else {
-    std::snprintf(buf, sizeof buf, "%zu B", n);
-  }
-  return buf;
 }
 
 int run_compile(const CompileCliOptions& cli) {

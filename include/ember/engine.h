@@ -29,6 +29,7 @@
 
 #include "ember/dtype.h"
 #include "ember/error.h"
+#include "ember/file.h"
 #include "ember/target.h"
 #include "ember/tensor.h"
 
@@ -185,9 +186,6 @@ class EngineView {
   EngineMeta meta_;
   std::vector<EngineSectionInfo> sections_;
 };
-
-// Maps a file read-only into a Storage (kept mapped while any view lives). Throws kIo.
-std::shared_ptr<Storage> map_file_readonly(const std::string& path);
 
 // ---------------------------------------------------------------- compatibility
 

@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "ember/archive.h"
+#include "ember/file.h"
 
 namespace ember {
 namespace {
@@ -45,13 +46,6 @@ std::string hex32(uint32_t v) {
 }
 
 // An mmap'd file; the owner object every borrowed Storage keeps alive.
-struct Mapping {
-  void* addr = nullptr;
-  size_t size = 0;
-  ~Mapping() {
-    if (addr != nullptr && size > 0) munmap(addr, size);
-  }
-};
 
 // Reads the zip64 extra field of a header: replaces each 32-bit value that holds the
 // 0xFFFFFFFF marker (0xFFFF for the disk number) with the 64-bit value, in APPNOTE order.
@@ -128,39 +122,7 @@ std::string zip_name_problem(std::string_view name) {
 ZipReader::~ZipReader() = default;
 
 std::shared_ptr<ZipReader> ZipReader::open(const std::string& path, const ZipReadOptions& options) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  EMBER_CHECK(fd >= 0, ErrorCode::kIo, path, ": cannot open: ", std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    int e = errno;
-    ::close(fd);
-    fail(ErrorCode::kIo, path, ": cannot stat: ", std::strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(ErrorCode::kIo, path, ": not a regular file");
-  }
-  auto mapping = std::make_shared<Mapping>();
-  mapping->size = static_cast<size_t>(st.st_size);
-  if (mapping->size > 0) {
-    void* addr = mmap(nullptr, mapping->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (addr == MAP_FAILED) {
-      int e = errno;
-      ::close(fd);
-      fail(ErrorCode::kIo, path, ": cannot mmap ", mapping->size, " bytes: ", std::strerror(e));
-    }
-    mapping->addr = addr;
-  }
-  ::close(fd);  // the mapping stays valid
-
-  auto reader = std::shared_ptr<ZipReader>(new ZipReader());
-  reader->name_ = path;
-  reader->options_ = options;
-  reader->data_ = static_cast<const uint8_t*>(mapping->addr);
-  reader->size_ = mapping->size;
-  reader->owner_ = mapping;
-  reader->parse();
-  return reader;
+  return from_memory(map_file_readonly(path), path, options);
 }
 
 std::shared_ptr<ZipReader> ZipReader::from_memory(std::shared_ptr<Storage> bytes, const std::string& name,

@@ -1,5 +1,6 @@
 // compile_program / compile_standalone / list_engines: the pipeline of
 // include/ember/compiler.h put together.
+#include "ember/format.h"
 #include "ember/compiler.h"
 
 #include <fcntl.h>
@@ -23,18 +24,6 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 std::string short_target(const std::string& t) { return t.rfind("torch.ops.", 0) == 0 ? t.substr(10) : t; }
-
-std::string human_bytes(size_t n) {
-  char buf[64];
-  if (n >= (size_t{1} << 20)) {
-    std::snprintf(buf, sizeof buf, "%.2f MiB", static_cast<double>(n) / (1 << 20));
-  } else if (n >= 1024) {
-    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(n) / 1024);
-  } else {
-    std::snprintf(buf, sizeof buf, "%zu B", n);
-  }
-  return buf;
-}
 
 size_t entries_bytes(const Pt2Model& m) {
   size_t n = 0;

@@ -214,13 +214,6 @@ std::vector<EngineIoBinding> bindings_from_json(const nlohmann::json& j, const s
 
 // ---------------------------------------------------------------- file helpers
 
-struct Mapping {
-  void* addr = nullptr;
-  size_t size = 0;
-  ~Mapping() {
-    if (addr != nullptr) munmap(addr, size);
-  }
-};
 
 void write_all(int fd, const uint8_t* data, size_t n, const std::string& path) {
   while (n > 0) {
@@ -426,33 +419,6 @@ EngineFormatVersion peek_engine_format(std::span<const uint8_t> bytes, std::stri
   EMBER_CHECK(bytes.size() >= kOffHeaderSize, ErrorCode::kTruncated, source,
               ": truncated engine header: expected at least ", kOffHeaderSize, " bytes, found ", bytes.size());
   return {rd16(bytes.data() + kOffMajor), rd16(bytes.data() + kOffMinor)};
-}
-
-std::shared_ptr<Storage> map_file_readonly(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  EMBER_CHECK(fd >= 0, ErrorCode::kIo, path, ": cannot open: ", std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    int e = errno;
-    ::close(fd);
-    fail(ErrorCode::kIo, path, ": cannot stat: ", std::strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(ErrorCode::kIo, path, ": not a regular file");
-  }
-  auto mapping = std::make_shared<Mapping>();
-  mapping->size = static_cast<size_t>(st.st_size);
-  if (mapping->size == 0) {
-    ::close(fd);
-    return Storage::borrow(mapping.get(), 0, mapping);
-  }
-  void* addr = mmap(nullptr, mapping->size, PROT_READ, MAP_PRIVATE, fd, 0);
-  int e = errno;
-  ::close(fd);
-  EMBER_CHECK(addr != MAP_FAILED, ErrorCode::kIo, path, ": cannot mmap ", mapping->size, " bytes: ", std::strerror(e));
-  mapping->addr = addr;
-  return Storage::borrow(addr, mapping->size, mapping);
 }
 
 EngineView EngineView::open(const std::string& path, EngineVerification verification) {
