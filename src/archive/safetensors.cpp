@@ -322,7 +322,8 @@ std::optional<std::vector<ReferenceCase>> group_reference_cases(const Safetensor
   EMBER_CHECK(stray.empty(), ErrorCode::kCorrupt, source, ": key '", stray,
               "' does not follow the case{K}.in.{I} / case{K}.out.{J} convention of the other keys");
   std::vector<ReferenceCase> out;
-  for (auto& [k, io] : cases) {
+  for (auto& [case_index, io] : cases) {
+    const int64_t k = case_index;  // lambdas cannot capture structured bindings (C++20 as clang 14 reads it)
     ReferenceCase c;
     c.index = k;
     auto take = [&](std::map<int64_t, Tensor>& map, std::vector<Tensor>& vec, const char* what) {

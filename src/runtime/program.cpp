@@ -22,6 +22,7 @@
 #include "ember/error.h"
 #include "ember/runtime.h"
 #include "engine_node.h"
+#include "ember/engine.h"
 #include "ops/arg_convert.h"
 #include "ops/registry.h"
 
@@ -1241,6 +1242,11 @@ Program Program::from_archive(const Pt2Archive& archive, const LoadOptions& opti
 }
 
 Program Program::load(const std::string& path, const LoadOptions& options) {
+  {
+    // A standalone engine file runs as a one-node program.
+    std::shared_ptr<Storage> bytes = map_file_readonly(path);
+    if (is_engine_bytes({bytes->data(), bytes->nbytes()})) return from_model(model_from_engine(bytes, path), path);
+  }
   Pt2ReadOptions ro;
   ro.verify_crc = options.verify_crc;
   Pt2Archive archive = read_pt2(path, ro);

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -126,6 +127,31 @@ TEST(CliRun, PositionalInputKeys) {
   EXPECT_NE(r.out.find("PASSED"), std::string::npos) << r.out;
   std::filesystem::remove(in);
   std::filesystem::remove(ref);
+}
+
+}  // namespace
+}  // namespace ember
+
+namespace ember {
+namespace {
+
+// compile -> save -> load without recompiling -> run, for all three artifacts: the .pt2
+// itself, the .ep and a standalone .engine, each compared with PyTorch's own outputs.
+TEST(CliRun, CompiledArtifactsMatchPyTorch) {
+  std::string model = std::string(EMBER_SOURCE_DIR) + "/examples/models/tiny_resnet.pt2";
+  std::string reference = std::string(EMBER_SOURCE_DIR) + "/examples/models/tiny_resnet.io.safetensors";
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / "ember_cli_artifacts";
+  std::filesystem::create_directories(dir);
+  std::string ep = (dir / "tiny_resnet.ep").string(), engine = (dir / "tiny_resnet.engine").string();
+  ASSERT_EQ(std::system((ember_binary() + " compile " + model + " -o " + ep + " -q >/dev/null").c_str()), 0);
+  ASSERT_EQ(std::system((ember_binary() + " compile " + model + " --standalone -o " + engine + " -q >/dev/null").c_str()),
+            0);
+  for (const std::string& artifact : {model, ep, engine}) {
+    Result r = run(artifact + " --compare " + reference);
+    EXPECT_EQ(r.code, 0) << artifact << ":\n" << r.out;
+    EXPECT_NE(r.out.find("PASSED"), std::string::npos) << artifact << ":\n" << r.out;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
