@@ -34,6 +34,17 @@ struct LoadOptions {
   // Model inside the archive; empty: "model", or the only model there is.
   std::string model_name;
   bool verify_crc = false;
+  // false: resolve and plan the graph without preparing kernels (no engine is created, so
+  // a program compiled for another target can still be planned, e.g. to package it).
+  bool prepare_kernels = true;
+};
+
+// One step of a program's execution plan: a graph node, and the tensor values that are
+// dead once it has run (the plan frees them there).
+struct PlanStep {
+  std::string node;    // graph node name
+  std::string target;  // "torch.ops.aten.relu.default", "torch.ops.ember.execute_engine.default", ...
+  std::vector<std::string> release;
 };
 
 // One dimension of a user input/output: a constant, or a symbol with its range.
@@ -75,12 +86,18 @@ DimInfo describe_dim(const ir::SymInt& size, const ir::ExportedProgram& program)
 
 class Program {
  public:
-  // Reads a .pt2 archive and prepares `options.model_name`.
+  // Reads a .pt2 / .ep archive, a standalone .engine or a packaged model .so, and prepares
+  // `options.model_name` (archives with several models).
   static Program load(const std::string& path, const LoadOptions& options = {});
   // Prepares a model of an archive already in memory (the archive's tensors stay shared).
   static Program from_archive(const Pt2Archive& archive, const LoadOptions& options = {});
   // Prepares one model; `source` names it in messages ("model.pt2:model").
-  static Program from_model(const Pt2Model& model, const std::string& source);
+  static Program from_model(const Pt2Model& model, const std::string& source,
+                            const LoadOptions& options = {});
+  // A packaged model: `package` is the descriptor a model .so exports (include/ember/
+  // package_abi.h); `keepalive` keeps its data (the loaded library) alive. load() calls
+  // this for .so paths.
+  static Program from_package(const void* package, std::shared_ptr<const void> keepalive, const std::string& source);
 
   // Flattened user inputs / outputs in pytree order.
   const std::vector<TensorInfo>& inputs() const;
@@ -91,6 +108,8 @@ class Program {
   const ir::ExportedProgram& exported_program() const;
   const std::string& source() const;
   size_t num_nodes() const;
+  // The execution plan: every graph node in the order run() executes them.
+  std::vector<PlanStep> plan() const;
 
   // `args`: the positional arguments as a tuple; when the program takes keyword
   // arguments, the pair (args tuple, kwargs dict) like PyTorch's in_spec. Returns the
