@@ -1,11 +1,12 @@
 // ember compile MODEL.pt2 -o MODEL.ep [--device cpu] [--min-block-size N]
 //              [--torch-executed-ops OP,...] [--shapes NAME:MINxDIMS..MAXxDIMS]
-//              [--standalone] [--no-timing] [--threads N] [--quiet]
+//              [--standalone] [--no-timing] [--threads N] [--keep-sample-inputs] [--quiet]
 //
 // Compiles a torch.export archive into an .ep (engines inside the exported program) or,
 // with --standalone, into one .engine file. Prints the partitioning summary, per-engine
 // build progress and tactic choices, and a final report (engines, fallback nodes and why,
-// sizes, compile time). The output is written atomically.
+// sizes, compile time). The output is written atomically. The .ep's sample inputs keep
+// their shapes and dtypes but hold zeros, unless --keep-sample-inputs (docs/compiler.md).
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -32,6 +33,7 @@ struct CompileCliOptions {
   std::vector<std::string> shapes;
   bool standalone = false;
   bool no_timing = false;
+  bool keep_sample_inputs = false;
   bool quiet = false;
   int threads = 0;
 };
@@ -102,6 +104,9 @@ int run_compile(const CompileCliOptions& cli) {
     write_engine_file(cli.output, *bytes);
   } else {
     Pt2Archive ep = compile_program(input, options, &report);
+    if (cli.keep_sample_inputs)  // the compiler zeroes them; put the original bytes back
+      for (size_t i = 0; i < ep.models.size() && i < input.models.size(); ++i)
+        ep.models[i].sample_inputs = input.models[i].sample_inputs;
     write_pt2(ep, cli.output);
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -130,6 +135,8 @@ void add_compile_command(CLI::App& app, int* exit_code) {
   cmd->add_flag("--no-timing", o->no_timing, "Do not time tactics: take the first implementation (faster builds)");
   cmd->add_option("--threads", o->threads, "Threads for tactic timing (default: all cores)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--keep-sample-inputs", o->keep_sample_inputs,
+                "Keep the example inputs' values in the .ep byte for byte (default: zeros of the same shapes)");
   cmd->add_flag("-q,--quiet", o->quiet, "Print only the final line");
   cmd->callback([o, exit_code] { *exit_code = run_compile(*o); });
 }

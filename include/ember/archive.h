@@ -8,7 +8,8 @@
 //
 // Writing: entries are added from memory spans and written straight to a temporary file in
 // the destination's folder; finish() writes the central directory, fsyncs and renames, so
-// the destination is either untouched or the complete new archive. The data of every stored
+// the destination is either untouched or the complete new archive (an in-memory variant
+// writes into a byte vector, for archives nested in archives). The data of every stored
 // entry starts at a multiple of the alignment (64 by default), padded the way PyTorch pads:
 // an extra field with id "FB" in the local header.
 //
@@ -105,6 +106,10 @@ class ZipWriter {
  public:
   // Creates a temporary file next to `path`. Throws kIo.
   explicit ZipWriter(std::string path, ZipWriteOptions options = {});
+  // Writes the archive into `*sink` (appended; no file, no fsync, no rename); `name` is
+  // used in messages. For archives nested inside other archives. `*sink` must outlive the
+  // writer and holds the complete archive once finish() returns.
+  ZipWriter(std::vector<uint8_t>* sink, std::string name, ZipWriteOptions options = {});
   // Removes the temporary file unless finish() succeeded; the destination is untouched.
   ~ZipWriter();
   ZipWriter(const ZipWriter&) = delete;
@@ -146,6 +151,7 @@ class ZipWriter {
   std::string temp_path_;
   ZipWriteOptions options_;
   int fd_ = -1;
+  std::vector<uint8_t>* sink_ = nullptr;  // in-memory archive instead of a file
   uint64_t offset_ = 0;
   bool finished_ = false;
   bool failed_ = false;

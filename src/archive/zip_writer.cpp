@@ -35,13 +35,15 @@ void put64(std::vector<uint8_t>& b, uint64_t v) {
 }
 uint32_t clamp32(uint64_t v, bool zip64) { return zip64 ? 0xFFFFFFFFu : static_cast<uint32_t>(v); }
 
+void check_alignment(const std::string& path, size_t alignment) {
+  EMBER_CHECK(alignment >= 1 && alignment <= 4096 && (alignment & (alignment - 1)) == 0, ErrorCode::kInvalidArgument,
+              path, ": zip alignment must be a power of two <= 4096, got ", alignment);
+}
+
 }  // namespace
 
 ZipWriter::ZipWriter(std::string path, ZipWriteOptions options) : path_(std::move(path)), options_(options) {
-  EMBER_CHECK(options_.alignment >= 1 && options_.alignment <= 4096 &&
-                  (options_.alignment & (options_.alignment - 1)) == 0,
-              ErrorCode::kInvalidArgument, path_, ": zip alignment must be a power of two <= 4096, got ",
-              options_.alignment);
+  check_alignment(path_, options_.alignment);
   std::filesystem::path dest(path_);
   std::filesystem::path dir = dest.parent_path();
   if (dir.empty()) dir = ".";
@@ -53,6 +55,14 @@ ZipWriter::ZipWriter(std::string path, ZipWriteOptions options) : path_(std::mov
               "': ", std::strerror(errno));
   temp_path_ = buf.data();
   fchmod(fd_, 0644);  // mkstemp creates 0600; archives are ordinary readable files
+}
+
+ZipWriter::ZipWriter(std::vector<uint8_t>* sink, std::string name, ZipWriteOptions options)
+    : path_(std::move(name)), options_(options), sink_(sink) {
+  EMBER_CHECK(sink_ != nullptr, ErrorCode::kInvalidArgument, path_, ": in-memory zip writer without a sink");
+  check_alignment(path_, options_.alignment);
+  // Offsets (and so alignment) are relative to the archive's own start.
+  EMBER_CHECK(sink_->empty(), ErrorCode::kInvalidArgument, path_, ": the in-memory sink must start empty");
 }
 
 ZipWriter::~ZipWriter() {
@@ -71,12 +81,17 @@ void ZipWriter::abort() {
 }
 
 void ZipWriter::check_usable(const char* what) const {
-  EMBER_CHECK(!finished_ && !failed_ && fd_ >= 0, ErrorCode::kInvalidArgument, path_, ": ", what,
+  EMBER_CHECK(!finished_ && !failed_ && (fd_ >= 0 || sink_ != nullptr), ErrorCode::kInvalidArgument, path_, ": ", what,
               " after the writer was finished or failed");
 }
 
 void ZipWriter::write_bytes(const void* data, size_t n) {
   const auto* p = static_cast<const uint8_t*>(data);
+  if (sink_ != nullptr) {
+    sink_->insert(sink_->end(), p, p + n);
+    offset_ += n;
+    return;
+  }
   while (n > 0) {
     ssize_t w = ::write(fd_, p, std::min<size_t>(n, size_t{1} << 30));
     if (w < 0 && errno == EINTR) continue;
@@ -247,6 +262,10 @@ void ZipWriter::finish() {
   put32(cd, clamp32(cd_offset, zip64));
   put16(cd, 0);
   write_bytes(cd.data(), cd.size());
+  if (sink_ != nullptr) {
+    finished_ = true;
+    return;
+  }
 
   if (::fsync(fd_) != 0) {
     int e = errno;

@@ -152,4 +152,10 @@ struct BuiltEngine {
 // engine constants added, absorbed weights removed.
 Pt2Model rewrite_model(const GraphAnalysis& g, const std::vector<BuiltEngine>& engines);
 
+// (sample_inputs.cpp) The model's sample inputs (a torch.save archive) rebuilt with the same
+// entries in the same order, the pickle byte for byte (same shapes, dtypes, strides) and every
+// tensor storage zeroed and deflated: a few KB instead of the inputs' size. Returns the blob
+// unchanged when it holds no storage or is not a zip archive Ember can read.
+Blob compact_sample_inputs(const Blob& sample_inputs, const std::string& source);
+
 }  // namespace ember::compiler

@@ -11,7 +11,8 @@
 // constants and before the user inputs, as PyTorch orders them). Parameters, buffers and
 // constants that only absorbed nodes read are removed from the signature, the graph inputs,
 // tensor_values and the weights/constants configs. Pytree specs, range constraints and the
-// module call graph are unchanged.
+// module call graph are unchanged. The sample inputs keep their structure (shapes, dtypes)
+// but their values become zeros (compact_sample_inputs, sample_inputs.cpp).
 #include <algorithm>
 #include <queue>
 
@@ -227,6 +228,9 @@ Pt2Model rewrite_model(const GraphAnalysis& g, const std::vector<BuiltEngine>& e
     for (const auto& o : node.outputs) define(o);
   for (auto it = graph.tensor_values.begin(); it != graph.tensor_values.end();)
     it = defined.count(it->first) ? std::next(it) : graph.tensor_values.erase(it);
+
+  // ---- sample inputs: PyTorch's loader needs the entry; the values are not needed
+  if (out.sample_inputs) out.sample_inputs = compact_sample_inputs(*out.sample_inputs, g.source);
   return out;
 }
 

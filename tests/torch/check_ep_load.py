@@ -11,7 +11,10 @@ Ember engines), torch.export.load()s the file, prints the graph's node targets, 
   - no parameter/buffer absorbed into an engine is in the state_dict (with --original-dir,
     the .pt2 of the same name is loaded too and the weights that vanished are reported as
     absorbed; weights still read by graph nodes must be present),
-  - the in/out pytree specs equal the original program's (with --original-dir).
+  - the in/out pytree specs equal the original program's (with --original-dir),
+  - example_inputs (Ember writes them as zeros of the original shapes unless
+    `ember compile --keep-sample-inputs`) unpickle, and their tree, shapes and dtypes equal the
+    original program's (with --original-dir).
 Exits non-zero when any check fails. Needs PyTorch 2.11 (torch.export.load of schema 8.x).
 """
 import argparse
@@ -80,6 +83,13 @@ def _register_op():
     return lib
 
 
+def _describe_inputs(example_inputs):
+    """The tree of example inputs with every tensor replaced by (shape, dtype), as text."""
+    leaves, spec = torch.utils._pytree.tree_flatten(example_inputs)
+    described = [(tuple(x.shape), str(x.dtype)) if isinstance(x, torch.Tensor) else x for x in leaves]
+    return f"{spec}: {described}"
+
+
 def check(path, original_dir):
     problems = []
     _record_engine_outputs(path)
@@ -89,6 +99,7 @@ def check(path, original_dir):
     for n in ep.graph.nodes:
         if n.op == "call_function":
             print(f"  {n.name}: {n.target}")
+    print(f"  example inputs: {_describe_inputs(ep.example_inputs)}")
     engine_nodes = [n for n in ep.graph.nodes if n.op == "call_function" and "execute_engine" in str(n.target)]
     if not engine_nodes:
         problems.append("no execute_engine node")
@@ -126,6 +137,9 @@ def check(path, original_dir):
                     problems.append(f"absorbed weight {name} is still an input of the graph")
             if orig.call_spec.in_spec != ep.call_spec.in_spec or orig.call_spec.out_spec != ep.call_spec.out_spec:
                 problems.append("pytree specs differ from the original program")
+            if _describe_inputs(orig.example_inputs) != _describe_inputs(ep.example_inputs):
+                problems.append(f"example inputs differ in structure, shape or dtype: "
+                                f"{_describe_inputs(ep.example_inputs)} vs {_describe_inputs(orig.example_inputs)}")
     for p in problems:
         print(f"  FAIL: {p}")
     return not problems
