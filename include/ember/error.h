@@ -32,6 +32,7 @@ enum class ErrorCode : int {
   kUnsupported = 30,
   kVersionMismatch = 31,
   kIncompatibleTarget = 32,
+  kNotAModel = 33,  // a file that holds no model Ember knows (e.g. a .so without a package descriptor)
   // 4x: the environment failed.
   kIo = 40,
   kOutOfMemory = 41,

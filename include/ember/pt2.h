@@ -80,6 +80,17 @@ Pt2Archive read_pt2(const std::string& path, const Pt2ReadOptions& options = {})
 Pt2Archive read_pt2_from_memory(std::shared_ptr<Storage> bytes, const std::string& name,
                                 const Pt2ReadOptions& options = {});
 
+// One archive entry already in memory, named relative to the archive root
+// ("models/model.json", "data/weights/weight_0"); `data` should be 64-byte aligned.
+struct Pt2Entry {
+  std::string name;
+  std::shared_ptr<Storage> data;
+};
+// Reads an archive whose entries are already in memory (the data sections of a packaged
+// model); the same checks as read_pt2. `name` is used in messages.
+Pt2Archive read_pt2_from_entries(const std::string& root, std::vector<Pt2Entry> entries, const std::string& name,
+                                 const Pt2ReadOptions& options = {});
+
 struct Pt2WriteOptions {
   size_t alignment = 64;  // data of every stored entry starts at a multiple of this
 };

@@ -16,23 +16,79 @@ namespace {
 
 using ir::Json;
 
+// Where the archive's entries come from: a zip file, or entries already in memory (a
+// packaged model's data sections). Names are full entry names ("<root>/models/model.json").
+class EntrySource {
+ public:
+  virtual ~EntrySource() = default;
+  virtual const std::string& name() const = 0;
+  virtual const std::vector<std::string>& names() const = 0;  // in archive order
+  virtual bool has(const std::string& full) const = 0;
+  virtual std::shared_ptr<Storage> read(const std::string& full, bool verify_crc) const = 0;
+};
+
+class ZipSource final : public EntrySource {
+ public:
+  explicit ZipSource(std::shared_ptr<ZipReader> zip) : zip_(std::move(zip)) {
+    for (const ZipEntry& e : zip_->entries()) names_.push_back(e.name);
+  }
+  const std::string& name() const override { return zip_->name(); }
+  const std::vector<std::string>& names() const override { return names_; }
+  bool has(const std::string& full) const override { return zip_->find(full) != nullptr; }
+  std::shared_ptr<Storage> read(const std::string& full, bool verify_crc) const override {
+    return zip_->read(*zip_->find(full), verify_crc);
+  }
+
+ private:
+  std::shared_ptr<ZipReader> zip_;
+  std::vector<std::string> names_;
+};
+
+class MemorySource final : public EntrySource {
+ public:
+  MemorySource(const std::string& root, std::vector<Pt2Entry> entries, std::string name) : name_(std::move(name)) {
+    for (Pt2Entry& e : entries) {
+      std::string problem = zip_name_problem(e.name);
+      EMBER_CHECK(problem.empty(), ErrorCode::kCorrupt, name_, ": entry name '", e.name, "': ", problem);
+      EMBER_CHECK(e.data != nullptr, ErrorCode::kCorrupt, name_, ": entry '", e.name, "' has no data");
+      std::string full = root + "/" + e.name;
+      EMBER_CHECK(data_.emplace(full, std::move(e.data)).second, ErrorCode::kCorrupt, name_, ": entry '", e.name,
+                  "' appears twice");
+      names_.push_back(std::move(full));
+    }
+  }
+  const std::string& name() const override { return name_; }
+  const std::vector<std::string>& names() const override { return names_; }
+  bool has(const std::string& full) const override { return data_.count(full) != 0; }
+  std::shared_ptr<Storage> read(const std::string& full, bool) const override { return data_.at(full); }
+
+ private:
+  std::string name_;
+  std::vector<std::string> names_;
+  std::map<std::string, std::shared_ptr<Storage>> data_;
+};
+
 class Pt2Reader {
  public:
-  Pt2Reader(std::shared_ptr<ZipReader> zip, const Pt2ReadOptions& options)
-      : zip_(std::move(zip)), options_(options), file_(zip_->name()) {}
+  Pt2Reader(std::unique_ptr<EntrySource> src, const Pt2ReadOptions& options)
+      : src_(std::move(src)), options_(options), file_(src_->name()) {}
 
   Pt2Archive read();
 
  private:
   std::string where(const std::string& rel) const { return cat(file_, ":", archive_.root, "/", rel); }
-  const ZipEntry* find(const std::string& rel) const { return zip_->find(archive_.root + "/" + rel); }
-  std::shared_ptr<Storage> read_entry(const ZipEntry& e) {
-    consumed_.insert(e.name);
-    return zip_->read(e, options_.verify_crc);
+  std::optional<std::string> find(const std::string& rel) const {
+    std::string full = archive_.root + "/" + rel;
+    if (!src_->has(full)) return std::nullopt;
+    return full;
+  }
+  std::shared_ptr<Storage> read_entry(const std::string& full) {
+    consumed_.insert(full);
+    return src_->read(full, options_.verify_crc);
   }
   std::optional<std::string> read_text(const std::string& rel) {
-    const ZipEntry* e = find(rel);
-    if (e == nullptr) return std::nullopt;
+    auto e = find(rel);
+    if (!e) return std::nullopt;
     auto s = read_entry(*e);
     return std::string(reinterpret_cast<const char*>(s->data()), s->nbytes());
   }
@@ -50,7 +106,7 @@ class Pt2Reader {
   Tensor make_view(const Pt2TensorEntry& e, const std::shared_ptr<Storage>& storage, const std::string& who,
                    const std::string& rel);
 
-  std::shared_ptr<ZipReader> zip_;
+  std::unique_ptr<EntrySource> src_;
   Pt2ReadOptions options_;
   std::string file_;
   Pt2Archive archive_;
@@ -59,17 +115,17 @@ class Pt2Reader {
 };
 
 void Pt2Reader::find_root() {
-  const auto& entries = zip_->entries();
-  EMBER_CHECK(!entries.empty(), ErrorCode::kCorrupt, file_, ": the zip archive has no entries");
-  const std::string& first = entries.front().name;
+  const auto& entries = src_->names();
+  EMBER_CHECK(!entries.empty(), ErrorCode::kCorrupt, file_, ": the archive has no entries");
+  const std::string& first = entries.front();
   size_t slash = first.find('/');
   EMBER_CHECK(slash != std::string::npos && slash > 0, ErrorCode::kCorrupt, file_, ": entry '", first,
               "' is not inside a root folder (expected <root>/...)");
   archive_.root = first.substr(0, slash);
-  for (const ZipEntry& e : entries) {
-    EMBER_CHECK(e.name.size() > archive_.root.size() && e.name.compare(0, archive_.root.size(), archive_.root) == 0 &&
-                    e.name[archive_.root.size()] == '/',
-                ErrorCode::kCorrupt, file_, ": entry '", e.name, "' is outside the root folder '", archive_.root,
+  for (const std::string& name : entries) {
+    EMBER_CHECK(name.size() > archive_.root.size() && name.compare(0, archive_.root.size(), archive_.root) == 0 &&
+                    name[archive_.root.size()] == '/',
+                ErrorCode::kCorrupt, file_, ": entry '", name, "' is outside the root folder '", archive_.root,
                 "/' that the other entries share");
   }
 }
@@ -93,9 +149,9 @@ Pt2Archive Pt2Reader::read() {
   // models/<name>.json, in archive order.
   std::vector<std::string> model_names;
   const std::string models_prefix = archive_.root + "/" + kModelsDir;
-  for (const ZipEntry& e : zip_->entries()) {
-    if (e.name.compare(0, models_prefix.size(), models_prefix) != 0) continue;
-    std::string rest = e.name.substr(models_prefix.size());
+  for (const std::string& name : src_->names()) {
+    if (name.compare(0, models_prefix.size(), models_prefix) != 0) continue;
+    std::string rest = name.substr(models_prefix.size());
     if (rest.find('/') != std::string::npos || rest.size() <= 5 || rest.compare(rest.size() - 5, 5, ".json") != 0)
       continue;
     model_names.push_back(rest.substr(0, rest.size() - 5));
@@ -104,11 +160,11 @@ Pt2Archive Pt2Reader::read() {
               archive_.root, "/models/<name>.json')");
   for (const std::string& name : model_names) read_model(name);
 
-  for (const ZipEntry& e : zip_->entries()) {
-    if (consumed_.count(e.name)) continue;
-    std::string rel = e.name.substr(archive_.root.size() + 1);
+  for (const std::string& name : src_->names()) {
+    if (consumed_.count(name)) continue;
+    std::string rel = name.substr(archive_.root.size() + 1);
     if (rel.empty()) continue;  // the root folder's own directory entry
-    archive_.other_entries.emplace_back(rel, Blob{zip_->read(e, options_.verify_crc)});
+    archive_.other_entries.emplace_back(rel, Blob{src_->read(name, options_.verify_crc)});
   }
   return std::move(archive_);
 }
@@ -123,15 +179,15 @@ void Pt2Reader::read_model(const std::string& name) {
 
   read_config(name, "weights", model.weights, model.weights_config_unknown);
   read_config(name, "constants", model.constants, model.constants_config_unknown);
-  if (const ZipEntry* e = find(sample_inputs_path(name))) model.sample_inputs = Blob{read_entry(*e)};
+  if (auto e = find(sample_inputs_path(name))) model.sample_inputs = Blob{read_entry(*e)};
   archive_.models.push_back(std::move(model));
 }
 
 std::shared_ptr<Storage> Pt2Reader::data_file(const std::string& rel, const std::string& who) {
   auto it = data_files_.find(rel);
   if (it != data_files_.end()) return it->second;
-  const ZipEntry* e = find(rel);
-  EMBER_CHECK(e != nullptr, ErrorCode::kCorrupt, who, ": names the file '", archive_.root, "/", rel,
+  auto e = find(rel);
+  EMBER_CHECK(e.has_value(), ErrorCode::kCorrupt, who, ": names the file '", archive_.root, "/", rel,
               "', which is not in the archive");
   auto storage = read_entry(*e);
   // Typed views need aligned data; PyTorch aligns stored entries to 64 bytes, so this copy
@@ -249,7 +305,7 @@ void Pt2Reader::read_config(const std::string& model, const std::string& folder,
   }
 }
 
-Pt2Archive read_guarded(const std::function<std::shared_ptr<ZipReader>()>& open, const std::string& name,
+Pt2Archive read_guarded(const std::function<std::unique_ptr<EntrySource>()>& open, const std::string& name,
                         const Pt2ReadOptions& options) {
   // Only ember::Error leaves this function, whatever a dependency throws.
   try {
@@ -269,12 +325,24 @@ Pt2Archive read_guarded(const std::function<std::shared_ptr<ZipReader>()>& open,
 }  // namespace
 
 Pt2Archive read_pt2(const std::string& path, const Pt2ReadOptions& options) {
-  return read_guarded([&] { return ZipReader::open(path); }, path, options);
+  return read_guarded([&] { return std::make_unique<ZipSource>(ZipReader::open(path)); }, path, options);
 }
 
 Pt2Archive read_pt2_from_memory(std::shared_ptr<Storage> bytes, const std::string& name,
                                 const Pt2ReadOptions& options) {
-  return read_guarded([&] { return ZipReader::from_memory(bytes, name); }, name, options);
+  return read_guarded([&] { return std::make_unique<ZipSource>(ZipReader::from_memory(bytes, name)); }, name,
+                      options);
+}
+
+Pt2Archive read_pt2_from_entries(const std::string& root, std::vector<Pt2Entry> entries, const std::string& name,
+                                 const Pt2ReadOptions& options) {
+  return read_guarded(
+      [&]() -> std::unique_ptr<EntrySource> {
+        EMBER_CHECK(!root.empty() && zip_name_problem(root).empty() && root.find('/') == std::string::npos,
+                    ErrorCode::kCorrupt, name, ": invalid archive root name '", root, "'");
+        return std::make_unique<MemorySource>(root, std::move(entries), name);
+      },
+      name, options);
 }
 
 const Pt2TensorEntry* Pt2Model::find_weight(const std::string& fqn) const {

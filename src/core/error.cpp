@@ -16,6 +16,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kUnsupported: return "unsupported";
     case ErrorCode::kVersionMismatch: return "version mismatch";
     case ErrorCode::kIncompatibleTarget: return "incompatible target";
+    case ErrorCode::kNotAModel: return "not a model";
     case ErrorCode::kIo: return "io";
     case ErrorCode::kOutOfMemory: return "out of memory";
     case ErrorCode::kInternal: return "internal";

@@ -20,8 +20,12 @@
 #include <unordered_map>
 
 #include "ember/error.h"
+#include "ember/log.h"
+#include "ember/package_abi.h"
 #include "ember/runtime.h"
+#include "ember/version.h"
 #include "engine_node.h"
+#include "package_loader.h"
 #include "ember/engine.h"
 #include "ops/arg_convert.h"
 #include "ops/registry.h"
@@ -188,6 +192,23 @@ struct Program::Impl {
   mutable std::mutex state_mutex;
   mutable std::vector<MutableBuffer> buffers;
 
+  bool prepare_kernels = true;
+
+  // A packaged model: its generated glue runs the nodes (see include/ember/package_abi.h).
+  const ember_package* package = nullptr;
+  std::shared_ptr<const void> package_keepalive;  // the loaded library
+  std::vector<size_t> glue_nodes;                  // glue node index -> index into `nodes`
+  std::vector<int> glue_values;                    // glue value index -> tensor slot
+
+  // Per-run state (local to one run() call).
+  struct RunState {
+    const std::vector<Value>* flat_inputs = nullptr;
+    std::vector<int64_t> ints;
+    std::vector<char> known;
+    std::vector<Tensor> tensors;
+    size_t nodes_run = 0;
+  };
+
   int tensor_slot(const std::string& name, bool create) {
     auto it = tensor_slot_of.find(name);
     if (it != tensor_slot_of.end()) return it->second;
@@ -215,6 +236,11 @@ struct Program::Impl {
   void prepare_node(NodePlan& np);
 
   std::vector<Value> execute(const std::vector<Value>& flat_inputs) const;
+  void begin_run(RunState& st, const std::vector<Value>& flat_inputs) const;
+  void run_node(RunState& st, const NodePlan& np) const;
+  std::vector<Value> finish_run(RunState& st) const;
+  void run_glue(RunState& st) const;
+  void bind_package(const ember_package& pkg);
   void validate(const std::vector<Value>& flat, std::vector<int64_t>* ints, std::vector<char>* known) const;
 };
 
@@ -580,7 +606,7 @@ void Program::Impl::plan_node(const ir::Node& node, size_t index, std::vector<st
     }
   }
   plan_outputs(np, node);
-  if (np.op && np.op->prepare) prepare_node(np);
+  if (prepare_kernels && np.op && np.op->prepare) prepare_node(np);
   nodes.push_back(std::move(np));
 }
 
@@ -974,11 +1000,27 @@ int64_t floordiv(int64_t a, int64_t b) {
 }  // namespace
 
 std::vector<Value> Program::Impl::execute(const std::vector<Value>& flat_inputs) const {
-  std::vector<int64_t> ints(int_slot_names.size(), 0);
-  std::vector<char> known(int_slot_names.size(), 0);
-  validate(flat_inputs, &ints, &known);
+  RunState st;
+  begin_run(st, flat_inputs);
+  if (package) {
+    run_glue(st);
+  } else {
+    for (const NodePlan& np : nodes) {
+      run_node(st, np);
+      for (int s : np.release) st.tensors[s] = Tensor();
+    }
+  }
+  return finish_run(st);
+}
 
-  std::vector<Tensor> tensors(tensor_slot_names.size());
+void Program::Impl::begin_run(RunState& st, const std::vector<Value>& flat_inputs) const {
+  st.flat_inputs = &flat_inputs;
+  st.ints.assign(int_slot_names.size(), 0);
+  st.known.assign(int_slot_names.size(), 0);
+  validate(flat_inputs, &st.ints, &st.known);
+
+  std::vector<Tensor>& tensors = st.tensors;
+  tensors.assign(tensor_slot_names.size(), Tensor());
   for (const auto& [slot, t] : constants) tensors[slot] = t;
   {
     std::lock_guard<std::mutex> lock(state_mutex);
@@ -990,8 +1032,14 @@ std::vector<Value> Program::Impl::execute(const std::vector<Value>& flat_inputs)
     // except through an explicit user_input_mutation.
     tensors[user_inputs[i].slot] = read_only_view(flat_inputs[i].tensor().contiguous());
   }
+}
 
-  for (const NodePlan& np : nodes) {
+void Program::Impl::run_node(RunState& st, const NodePlan& np) const {
+  std::vector<Tensor>& tensors = st.tensors;
+  std::vector<int64_t>& ints = st.ints;
+  std::vector<char>& known = st.known;
+  ++st.nodes_run;
+  {
     auto tensor_at = [&](int slot) -> const Tensor& {
       const Tensor& t = tensors[slot];
       if (!t.defined())
@@ -1175,9 +1223,14 @@ std::vector<Value> Program::Impl::execute(const std::vector<Value>& flat_inputs)
     } catch (const std::exception& e) {
       throw Error(ErrorCode::kInternal, cat("node '", np.name, "' (", np.target, "): ", e.what()));
     }
-    for (int s : np.release) tensors[s] = Tensor();
   }
+}
 
+std::vector<Value> Program::Impl::finish_run(RunState& st) const {
+  const std::vector<Value>& flat_inputs = *st.flat_inputs;
+  std::vector<Tensor>& tensors = st.tensors;
+  std::vector<int64_t>& ints = st.ints;
+  std::vector<char>& known = st.known;
   std::vector<Value> out;
   out.reserve(user_outputs.size());
   for (const OutputBinding& b : user_outputs) {
@@ -1210,11 +1263,133 @@ std::vector<Value> Program::Impl::execute(const std::vector<Value>& flat_inputs)
   return out;
 }
 
+// ---------------------------------------------------------------- packaged glue
+
+}  // namespace ember
+
+// The runtime's side of one run of a packaged model's glue. Exceptions never cross into the
+// generated code: each call stores the error and returns non-zero, and the glue returns it.
+struct ember_glue_context {
+  const ember::Program::Impl* impl = nullptr;
+  ember::Program::Impl::RunState* st = nullptr;
+  std::exception_ptr error;
+};
+
+namespace ember {
+namespace {
+
+int glue_run_node(ember_glue_context* c, uint32_t node) {
+  try {
+    const Program::Impl& impl = *c->impl;
+    EMBER_CHECK(node < impl.glue_nodes.size(), ErrorCode::kCorrupt, impl.source, ": the package glue runs node #",
+                node, ", but it names only ", impl.glue_nodes.size(), " nodes");
+    impl.run_node(*c->st, impl.nodes[impl.glue_nodes[node]]);
+    return 0;
+  } catch (...) {
+    c->error = std::current_exception();
+    return 1;
+  }
+}
+
+int glue_release(ember_glue_context* c, uint32_t value) {
+  try {
+    const Program::Impl& impl = *c->impl;
+    EMBER_CHECK(value < impl.glue_values.size(), ErrorCode::kCorrupt, impl.source,
+                ": the package glue releases value #", value, ", but it names only ", impl.glue_values.size(),
+                " values");
+    c->st->tensors[impl.glue_values[value]] = Tensor();
+    return 0;
+  } catch (...) {
+    c->error = std::current_exception();
+    return 1;
+  }
+}
+
+}  // namespace
+
+void Program::Impl::run_glue(RunState& st) const {
+  static const ember_glue_api api = {EMBER_PACKAGE_ABI_VERSION, &glue_run_node, &glue_release};
+  ember_glue_context ctx;
+  ctx.impl = this;
+  ctx.st = &st;
+  int rc = package->run(&api, &ctx);
+  if (ctx.error) std::rethrow_exception(ctx.error);
+  EMBER_CHECK(rc == 0, ErrorCode::kInternal, source, ": the package glue failed with status ", rc);
+  EMBER_CHECK(st.nodes_run == nodes.size(), ErrorCode::kCorrupt, source, ": the package glue ran ", st.nodes_run,
+              " node(s), the program has ", nodes.size());
+}
+
+void Program::Impl::bind_package(const ember_package& pkg) {
+  std::unordered_map<std::string_view, size_t> node_index;
+  for (size_t i = 0; i < nodes.size(); ++i) node_index.emplace(nodes[i].name, i);
+  EMBER_CHECK(pkg.num_nodes == nodes.size(), ErrorCode::kCorrupt, source, ": the package glue names ", pkg.num_nodes,
+              " node(s), the embedded program has ", nodes.size());
+  EMBER_CHECK(pkg.run != nullptr && (pkg.num_nodes == 0 || pkg.node_names != nullptr) &&
+                  (pkg.num_values == 0 || pkg.value_names != nullptr),
+              ErrorCode::kCorrupt, source, ": the package descriptor has no run function or name tables");
+  std::vector<char> seen(nodes.size(), 0);
+  for (uint32_t i = 0; i < pkg.num_nodes; ++i) {
+    const char* name = pkg.node_names[i];
+    auto it = name ? node_index.find(name) : node_index.end();
+    EMBER_CHECK(it != node_index.end(), ErrorCode::kCorrupt, source, ": the package glue names node '",
+                name ? name : "(null)", "', which the embedded program does not have");
+    EMBER_CHECK(!seen[it->second], ErrorCode::kCorrupt, source, ": the package glue names node '", name, "' twice");
+    seen[it->second] = 1;
+    glue_nodes.push_back(it->second);
+  }
+  for (uint32_t i = 0; i < pkg.num_values; ++i) {
+    const char* name = pkg.value_names[i];
+    auto it = name ? tensor_slot_of.find(name) : tensor_slot_of.end();
+    EMBER_CHECK(it != tensor_slot_of.end(), ErrorCode::kCorrupt, source, ": the package glue releases value '",
+                name ? name : "(null)", "', which the embedded program does not have");
+    glue_values.push_back(it->second);
+  }
+  package = &pkg;
+}
+
 // ---------------------------------------------------------------- Program
 
-Program Program::from_model(const Pt2Model& model, const std::string& source) {
+Program Program::from_package(const void* descriptor, std::shared_ptr<const void> keepalive,
+                              const std::string& source) {
+  EMBER_CHECK(descriptor != nullptr, ErrorCode::kNotAModel, source, ": no package descriptor");
+  const auto* pkg = static_cast<const ember_package*>(descriptor);
+  EMBER_CHECK(pkg->magic == EMBER_PACKAGE_MAGIC, ErrorCode::kNotAModel, source,
+              ": not an Ember package (descriptor magic 0x", std::hex, pkg->magic, ", expected 0x", EMBER_PACKAGE_MAGIC,
+              ")");
+  EMBER_CHECK(pkg->abi_version == EMBER_PACKAGE_ABI_VERSION, ErrorCode::kVersionMismatch, source,
+              ": package ABI version ", pkg->abi_version, ", this runtime reads version ", EMBER_PACKAGE_ABI_VERSION,
+              pkg->abi_version > EMBER_PACKAGE_ABI_VERSION ? " (packaged by a newer Ember; update the runtime)"
+                                                           : " (re-package the model with this Ember)");
+  EMBER_CHECK(pkg->archive_root && pkg->model_name && (pkg->num_entries == 0 || pkg->entries), ErrorCode::kCorrupt,
+              source, ": the package descriptor lacks its archive root, model name or entry table");
+  const std::string packaged_by = pkg->ember_version ? pkg->ember_version : "?";
+  if (packaged_by != EMBER_VERSION_STRING)
+    log_warning(source, ": packaged by Ember ", packaged_by, ", running on Ember ", EMBER_VERSION_STRING,
+              " (the engines are checked one by one)");
+
+  std::vector<Pt2Entry> entries;
+  entries.reserve(pkg->num_entries);
+  for (uint32_t i = 0; i < pkg->num_entries; ++i) {
+    const ember_package_entry& e = pkg->entries[i];
+    EMBER_CHECK(e.name != nullptr && (e.data != nullptr || e.size == 0), ErrorCode::kCorrupt, source, ": entry #", i,
+                " of the package has no name or data");
+    // Borrowed, read-only views of the library's data sections: nothing is copied.
+    entries.push_back({e.name, Storage::borrow(e.data, e.size, keepalive, false)});
+  }
+  Pt2Archive archive = read_pt2_from_entries(pkg->archive_root, std::move(entries), source);
+  const Pt2Model* model = archive.find_model(pkg->model_name);
+  EMBER_CHECK(model != nullptr, ErrorCode::kCorrupt, source, ": the package has no model named '", pkg->model_name,
+              "'");
+  Program p = from_model(*model, source);
+  p.impl_->package_keepalive = std::move(keepalive);
+  p.impl_->bind_package(*pkg);
+  return p;
+}
+
+Program Program::from_model(const Pt2Model& model, const std::string& source, const LoadOptions& options) {
   auto impl = std::make_shared<Impl>();
   impl->source = source;
+  impl->prepare_kernels = options.prepare_kernels;
   impl->build(model);
   // Name outputs by their place in the output pytree ("logits", "aux[0]"), as `ember inspect` does.
   std::vector<std::string> paths = output_leaf_paths(impl->ep);
@@ -1238,14 +1413,18 @@ Program Program::from_archive(const Pt2Archive& archive, const LoadOptions& opti
                 archive.models.size(), " models to choose from (", names.empty() ? "none" : names,
                 "); pick one by name");
   }
-  return from_model(*model, cat(archive.root.empty() ? std::string("archive") : archive.root, ":", model->name));
+  return from_model(*model, cat(archive.root.empty() ? std::string("archive") : archive.root, ":", model->name),
+                    options);
 }
 
 Program Program::load(const std::string& path, const LoadOptions& options) {
   {
     // A standalone engine file runs as a one-node program.
     std::shared_ptr<Storage> bytes = map_file_readonly(path);
-    if (is_engine_bytes({bytes->data(), bytes->nbytes()})) return from_model(model_from_engine(bytes, path), path);
+    if (is_engine_bytes({bytes->data(), bytes->nbytes()}))
+      return from_model(model_from_engine(bytes, path), path, options);
+    // A packaged model (ELF shared library).
+    if (bytes->nbytes() >= 4 && std::memcmp(bytes->data(), "\x7f" "ELF", 4) == 0) return load_package(path);
   }
   Pt2ReadOptions ro;
   ro.verify_crc = options.verify_crc;
@@ -1258,7 +1437,7 @@ Program Program::load(const std::string& path, const LoadOptions& options) {
     if (!model && archive.models.size() == 1) model = &archive.models[0];
   }
   if (!model) return from_archive(archive, options);  // reports the error
-  return from_model(*model, cat(path, archive.models.size() > 1 ? ":" + model->name : std::string()));
+  return from_model(*model, cat(path, archive.models.size() > 1 ? ":" + model->name : std::string()), options);
 }
 
 const std::vector<TensorInfo>& Program::inputs() const { return impl_->inputs; }
@@ -1268,6 +1447,17 @@ const ir::TreeSpec& Program::out_spec() const { return impl_->out_spec; }
 const ir::ExportedProgram& Program::exported_program() const { return impl_->ep; }
 const std::string& Program::source() const { return impl_->source; }
 size_t Program::num_nodes() const { return impl_->nodes.size(); }
+
+std::vector<PlanStep> Program::plan() const {
+  std::vector<PlanStep> steps;
+  steps.reserve(impl_->nodes.size());
+  for (const NodePlan& np : impl_->nodes) {
+    PlanStep step{np.name, np.target, {}};
+    for (int s : np.release) step.release.push_back(impl_->tensor_slot_names[s]);
+    steps.push_back(std::move(step));
+  }
+  return steps;
+}
 
 void Program::validate_inputs(const std::vector<Value>& flat_inputs) const {
   std::vector<int64_t> ints(impl_->int_slot_names.size(), 0);
