@@ -3,11 +3,30 @@
 // load time (parse + kernel creation, no timing, no weight reordering) and run latency.
 //
 //   cpu_engine_benchmark --benchmark_filter=Run
+//
+// The LoadStage benchmarks split the load into its parts. They load the engine from a file
+// (EMBER_BENCH_ENGINE=model.engine, e.g. from `ember extract model.ep -o model.engine`;
+// otherwise the hand-built network, written to a temporary file), mapped afresh for every
+// iteration as `ember run` does, so page-table faults of the mapping are counted:
+//   0 map + header, table, meta checksum, meta JSON, target check (EngineVerification::kMinimal)
+//   1 + XXH3-64 of the weights section (the mapping's page faults included)
+//   2 + madvise(MADV_POPULATE_READ) of the weights first, then XXH3-64
+//   3 + plan JSON parse and validation (plan_from_json)
+//   4 + every kernel created on one thread (no weights checksum)
+//   5 Engine::load with one thread (weights checksum, then kernels: the old sequence)
+//   6 Engine::load as shipped (weights checksum concurrent with kernel creation)
 #include <benchmark/benchmark.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <random>
 
 #include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/exec.h"
+#include "backends/cpu/plan.h"
+#include "ember/file.h"
 
 namespace {
 
@@ -160,6 +179,60 @@ void BM_Run(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(engine->run({x}, o));
 }
 BENCHMARK(BM_Run)->ArgNames({"threads", "timed"})->Args({2, 1})->Args({1, 1})->Args({2, 0})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+std::string engine_path() {
+  static std::string path;
+  if (path.empty()) {
+    if (const char* env = std::getenv("EMBER_BENCH_ENGINE"); env != nullptr && *env != 0) {
+      path = env;
+    } else {
+      path = "/tmp/ember_cpu_engine_benchmark_" + std::to_string(getpid()) + ".engine";
+      auto bytes = built_engine(true);
+      FILE* f = std::fopen(path.c_str(), "wb");
+      if (f == nullptr || std::fwrite(bytes->data(), 1, bytes->nbytes(), f) != bytes->nbytes()) std::abort();
+      std::fclose(f);
+      std::atexit([] { std::remove(path.c_str()); });
+    }
+  }
+  return path;
+}
+
+void BM_LoadStage(benchmark::State& state) {
+  const int stage = static_cast<int>(state.range(0));
+  const std::string path = engine_path();
+  auto set_threads = [](const char* v) { setenv("EMBER_LOAD_THREADS", v, 1); };
+  for (auto _ : state) {
+    if (stage == 5 || stage == 6) {
+      if (stage == 5) set_threads("1");
+      benchmark::DoNotOptimize(Engine::load(ember::map_file_readonly(path), path));
+      unsetenv("EMBER_LOAD_THREADS");
+      continue;
+    }
+    ember::EngineView view = ember::load_engine(ember::map_file_readonly(path), path, ember::host_target(),
+                                                ember::EngineVerification::kMinimal);
+    std::shared_ptr<ember::Storage> weights = view.section(ember::kSectionWeights);
+    if (stage == 2) {
+      const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+      const uintptr_t begin = reinterpret_cast<uintptr_t>(weights->data()) / page * page;
+      madvise(reinterpret_cast<void*>(begin), reinterpret_cast<uintptr_t>(weights->data()) + weights->nbytes() - begin,
+              MADV_POPULATE_READ);
+    }
+    if (stage == 1 || stage == 2) view.verify_section(ember::kSectionWeights);
+    if (stage >= 3) {
+      std::shared_ptr<ember::Storage> plan_bytes = view.section(ember::kSectionPlan);
+      Plan plan = plan_from_json(
+          nlohmann::json::parse(plan_bytes->data(), plan_bytes->data() + plan_bytes->nbytes()),
+          static_cast<int64_t>(weights->nbytes()), path);
+      if (stage == 4) {
+        auto blob = [&](int b) { return weights->data() + plan.blobs.at(b).offset; };
+        benchmark::DoNotOptimize(prepare(plan, {}, blob, weights));
+      }
+      benchmark::DoNotOptimize(plan);
+    }
+    benchmark::DoNotOptimize(view);
+  }
+}
+BENCHMARK(BM_LoadStage)->DenseRange(0, 6)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

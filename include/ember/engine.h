@@ -177,6 +177,12 @@ class EngineView {
   // Checks one section's checksum (for callers that parsed with kMinimal).
   // Throws kChecksumMismatch ("corrupted").
   void verify_section(std::string_view name) const;
+  // Checks that the alignment padding (bytes outside the header, the table and every
+  // section, which no checksum covers) is zero. kFull does this and verify_section() for
+  // every section; callers that parsed with kMinimal and verify sections themselves (e.g.
+  // concurrently with other work) call it to complete the full verification.
+  // Throws kChecksumMismatch ("corrupted").
+  void verify_padding() const;
 
  private:
   EngineView() = default;
@@ -185,6 +191,7 @@ class EngineView {
   std::shared_ptr<Storage> storage_;
   EngineMeta meta_;
   std::vector<EngineSectionInfo> sections_;
+  uint64_t table_end_ = 0;  // end of the header + section table
 };
 
 // ---------------------------------------------------------------- compatibility

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -736,6 +737,135 @@ TEST(CpuBackend, CorruptPlanIsAnErrorNotACrash) {
                     ErrorCode::kCorrupt, "conv");
   expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["version"] = 99; }), ErrorCode::kVersionMismatch,
                     "version");
+}
+
+TEST(CpuBackendTactics, TimedRoundsPickTheFastestMinimum) {
+  BuildOptions o = fast();
+  o.time_tactics = true;
+  o.timing_iterations = 2;
+  o.timing_rounds = 3;
+  auto bytes = build_engine(small_cnn(), o);
+  EngineView v = EngineView::parse(bytes, "timed");
+  EXPECT_EQ(v.meta().build_settings["timing_rounds"], 3);
+  auto plan_bytes = v.section(kSectionPlan);
+  Json plan = Json::parse(plan_bytes->data(), plan_bytes->data() + plan_bytes->nbytes());
+  bool saw_conv = false;
+  for (const Json& step : plan["steps"]) {
+    if (step["kind"] != "conv") continue;
+    saw_conv = true;
+    const Json& t = step["timings"];
+    ASSERT_TRUE(t.contains("blocked") && t.contains("plain") && t.contains("reference")) << step.dump();
+    // The pick is the candidate with the lowest time recorded.
+    std::string fastest;
+    for (auto it = t.begin(); it != t.end(); ++it)
+      if (fastest.empty() || it.value().get<double>() < t[fastest].get<double>()) fastest = it.key();
+    EXPECT_EQ(step["tactic"], fastest) << step.dump();
+  }
+  EXPECT_TRUE(saw_conv);
+}
+
+// ---------------------------------------------------------------- load: verification and parallel kernels
+
+// Sets EMBER_LOAD_THREADS for the scope of a test.
+class ScopedLoadThreads {
+ public:
+  explicit ScopedLoadThreads(const char* value) {
+    if (const char* old = std::getenv("EMBER_LOAD_THREADS")) saved_ = old;
+    setenv("EMBER_LOAD_THREADS", value, 1);
+  }
+  ~ScopedLoadThreads() {
+    if (saved_) setenv("EMBER_LOAD_THREADS", saved_->c_str(), 1);
+    else unsetenv("EMBER_LOAD_THREADS");
+  }
+
+ private:
+  std::optional<std::string> saved_;
+};
+
+// A copy of `bytes` with one byte of section `name` (at `at` inside it) changed; the
+// stored checksums are left as they were.
+std::shared_ptr<Storage> damage_section(const std::shared_ptr<Storage>& bytes, const std::string& name, uint64_t at) {
+  EngineView v = EngineView::parse(bytes, "original");
+  uint64_t offset = 0;
+  for (const EngineSectionInfo& s : v.sections())
+    if (s.name == name) offset = s.offset + std::min(at, s.size - 1);
+  EXPECT_GT(offset, 0u) << name;
+  auto copy = Storage::allocate(bytes->nbytes());
+  std::memcpy(copy->data(), bytes->data(), bytes->nbytes());
+  copy->data()[offset] ^= 0x5a;
+  return copy;
+}
+
+TEST(CpuBackendLoad, CorruptWeightsAreAnErrorWithEveryLoadThreadCount) {
+  auto bytes = build_engine(small_cnn(), fast());
+  const uint64_t weights_size = EngineView::parse(bytes, "x").section(kSectionWeights)->nbytes();
+  for (const char* threads : {"1", "2", "4", "16"}) {
+    ScopedLoadThreads scoped(threads);
+    SCOPED_TRACE(cat("EMBER_LOAD_THREADS=", threads));
+    // First, middle and last byte of the weights, which the kernels created meanwhile point into.
+    for (uint64_t at : {uint64_t{0}, weights_size / 2, weights_size - 1}) {
+      expect_load_error(damage_section(bytes, kSectionWeights, at), ErrorCode::kChecksumMismatch,
+                        "section 'weights' is corrupted");
+    }
+    expect_load_error(damage_section(bytes, kSectionPlan, 3), ErrorCode::kChecksumMismatch,
+                      "section 'plan' is corrupted");
+    // The undamaged engine loads and runs with the same thread count.
+    Tensor in = random_tensor({2, 3, 16, 16}, 46);
+    EXPECT_EQ(Engine::load(bytes, "intact")->run({in}).at(0).sizes(), (Shape{2, 4}));
+  }
+}
+
+TEST(CpuBackendLoad, CorruptPaddingIsAnError) {
+  auto bytes = build_engine(small_cnn(), fast());
+  EngineView v = EngineView::parse(bytes, "original");
+  // The first padding byte after the plan section (sections start at multiples of 64).
+  uint64_t pad = 0;
+  for (const EngineSectionInfo& s : v.sections())
+    if (s.name == kSectionPlan && (s.offset + s.size) % 64 != 0) pad = s.offset + s.size;
+  if (pad == 0) GTEST_SKIP() << "the plan section ends on a 64-byte boundary";
+  auto copy = Storage::allocate(bytes->nbytes());
+  std::memcpy(copy->data(), bytes->data(), bytes->nbytes());
+  copy->data()[pad] = 1;
+  expect_load_error(copy, ErrorCode::kChecksumMismatch, "padding byte");
+  EngineView minimal = EngineView::parse(copy, "minimal", EngineVerification::kMinimal);
+  EXPECT_THROW(minimal.verify_padding(), Error);
+}
+
+TEST(CpuBackendLoad, MinimalVerificationLeavesTheWeightsToTheCaller) {
+  auto bytes = build_engine(small_cnn(), fast());
+  auto damaged = damage_section(bytes, kSectionWeights, 5);
+  // Asked for explicitly, kMinimal skips the weights checksum (header, table and meta only).
+  EXPECT_NO_THROW(Engine::load(damaged, "minimal", EngineVerification::kMinimal));
+  expect_load_error(damaged, ErrorCode::kChecksumMismatch, "corrupted");
+}
+
+TEST(CpuBackendLoad, IncompatibleTargetWinsOverCorruptWeights) {
+  // The target is checked before any section but the meta is read: an engine for another
+  // machine is reported as such, even when its weights are damaged too.
+  auto bytes = build_engine(small_cnn(), fast());
+  auto foreign = rewrite(bytes, [](EngineMeta& m) { m.target.arch = build_arch() == std::string("x86_64") ? "aarch64" : "x86_64"; },
+                         nullptr);
+  expect_load_error(damage_section(foreign, kSectionWeights, 7), ErrorCode::kIncompatibleTarget, "architecture");
+}
+
+TEST(CpuBackendLoad, ParallelKernelCreationIsBitwiseIdentical) {
+  auto bytes = build_engine(small_cnn(), fast());
+  Tensor in = random_tensor({2, 3, 16, 16}, 47);
+  std::vector<Tensor> outs;
+  for (const char* threads : {"1", "3", "8"}) {
+    ScopedLoadThreads scoped(threads);
+    outs.push_back(Engine::load(bytes, "t")->run({in}).at(0));
+  }
+  EXPECT_TRUE(bitwise_equal(outs[0], outs[1]));
+  EXPECT_TRUE(bitwise_equal(outs[0], outs[2]));
+}
+
+TEST(CpuBackendLoad, MalformedLoadThreadsIsAnError) {
+  auto bytes = build_engine(small_cnn(), fast());
+  for (const char* bad : {"0", "-2", "two", "3x"}) {
+    ScopedLoadThreads scoped(bad);
+    expect_load_error(bytes, ErrorCode::kInvalidArgument, "EMBER_LOAD_THREADS");
+  }
 }
 
 TEST(CpuBackend, MissingIsaFeatureFailsToLoad) {

@@ -98,7 +98,8 @@ struct EngineGraph {
 struct BuildOptions {
   int threads = 0;              // 0: all cores (for timing tactics)
   bool time_tactics = true;     // false: take oneDNN's first choice (faster builds, tests)
-  int timing_iterations = 5;
+  int timing_iterations = 5;    // timed runs per candidate and round (more for quick kernels)
+  int timing_rounds = 3;        // rounds over the candidates, interleaved; each keeps its minimum
   // Progress callback (e.g. "engine_0: conv2d layer1.0.conv1: 3 tactics, picked jit:avx2 blocked").
   std::function<void(const std::string&)> progress;
   // Forced tactics (deterministic builds, tests, debugging): key -> tactic name. A key is an

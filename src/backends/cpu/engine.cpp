@@ -2,8 +2,11 @@
 // chooses a kernel: every decision comes from the plan.
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <mutex>
+#include <thread>
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/exec.h"
@@ -42,6 +45,10 @@ class CpuEngine final : public Engine {
 
   std::shared_ptr<Prepared> prepared_uncached(const std::map<std::string, int64_t>& symbols) const {
     return prepare(plan_, symbols, [this](int b) { return blob(b); }, weights_);
+  }
+  // Layouts and memory plan only; the caller creates the kernels (create_kernels).
+  std::shared_ptr<Prepared> layout_uncached(const std::map<std::string, int64_t>& symbols) const {
+    return prepare_layout(plan_, symbols, [this](int b) { return blob(b); }, weights_);
   }
 
   // Kernels for a shape and thread count, created once and cached.
@@ -192,14 +199,43 @@ class CpuEngine final : public Engine {
   mutable std::vector<Buffers> pool_;
 };
 
+// Kernel-creation threads at load when EMBER_LOAD_THREADS is not set: one per core, at most this.
+constexpr unsigned kMaxLoadThreads = 4;
+
+int load_threads() {
+  if (const char* env = std::getenv("EMBER_LOAD_THREADS"); env != nullptr && *env != 0) {
+    char* end = nullptr;
+    long v = std::strtol(env, &end, 10);
+    EMBER_CHECK(end != env && *end == 0 && v >= 1 && v <= 256, ErrorCode::kInvalidArgument,
+                "EMBER_LOAD_THREADS: expected an integer from 1 to 256, found '", env, "'");
+    return static_cast<int>(v);
+  }
+  return static_cast<int>(std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, kMaxLoadThreads));
+}
+
 }  // namespace
 
 std::shared_ptr<const Engine> Engine::load(std::shared_ptr<Storage> bytes, const std::string& source,
                                            EngineVerification verification) {
   EMBER_CHECK(bytes != nullptr, ErrorCode::kInvalidArgument, source, ": no engine bytes");
-  EngineView view = load_engine(std::move(bytes), source, host_target(), verification);
+  using Clock = std::chrono::steady_clock;
+  auto ms = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
+  const auto t_start = Clock::now();
+  // Header, section table and meta (checksums included); format version and target are
+  // enforced here, before anything else is read or any kernel is created.
+  EngineView view = load_engine(std::move(bytes), source, host_target(), EngineVerification::kMinimal);
   EMBER_CHECK(view.meta().backend == "cpu", ErrorCode::kUnsupported, source, ": engine '", view.meta().name,
               "' was built for backend '", view.meta().backend, "', not 'cpu'");
+  const bool full = verification == EngineVerification::kFull;
+  // Every section but the weights is verified before it is parsed; the weights (almost all
+  // of the bytes) are verified below, concurrently with kernel creation, which never reads
+  // them. load() returns only after that verification passed.
+  if (full) {
+    view.verify_padding();
+    for (const EngineSectionInfo& sec : view.sections())
+      if (sec.name != kSectionMeta && sec.name != kSectionWeights) view.verify_section(sec.name);
+  }
+  const auto t_view = Clock::now();
   std::shared_ptr<Storage> plan_bytes = view.section(kSectionPlan);
   std::shared_ptr<Storage> weights = view.section(kSectionWeights);
   nlohmann::json j;
@@ -232,16 +268,32 @@ std::shared_ptr<const Engine> Engine::load(std::shared_ptr<Storage> bytes, const
   for (size_t k = 0; k < plan.inputs.size(); ++k) check_binding(m.inputs[k], plan.values[plan.inputs[k]], "input", k);
   for (size_t k = 0; k < plan.outputs.size(); ++k)
     check_binding(m.outputs[k], plan.values[plan.outputs[k]], "output", k);
+  const auto t_plan = Clock::now();
 
-  auto engine = std::make_shared<CpuEngine>(std::move(view), std::move(plan), std::move(weights));
-  // Static engines: create every kernel now (primitive creation only) so the first run is fast.
+  auto engine = std::make_shared<CpuEngine>(view, std::move(plan), std::move(weights));
+  double verify_ms = 0;
+  auto verify_weights = [&] {
+    if (!full) return;
+    const auto t0 = Clock::now();
+    view.verify_section(kSectionWeights);
+    verify_ms = ms(t0, Clock::now());
+  };
+  const int threads = load_threads();
   if (!engine->dynamic()) {
-    auto t0 = std::chrono::steady_clock::now();
+    // Static engines: create every kernel now (primitive creation only) so the first run is
+    // fast, on `threads` threads, while one of them verifies the weights.
     std::map<std::string, int64_t> none;
-    engine->adopt(none, engine->prepared_uncached(none));
-    log_debug(source, ": engine '", m.name, "': kernels created in ",
-              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), " ms");
+    std::shared_ptr<Prepared> p = engine->layout_uncached(none);
+    create_kernels(*p, threads, verify_weights);
+    engine->adopt(none, std::move(p));
+  } else {
+    verify_weights();  // dynamic engines create kernels on the first run of each shape
   }
+  const auto t_end = Clock::now();
+  log_debug(source, ": engine '", m.name, "' loaded in ", ms(t_start, t_end), " ms: header, meta, target and small ",
+            "sections ", ms(t_start, t_view), " ms, plan ", ms(t_view, t_plan), " ms, ",
+            engine->dynamic() ? "weights verified " : "kernels + weights verified ", "(", threads, " threads) ",
+            ms(t_plan, t_end), " ms, of which weights checksum ", verify_ms, " ms");
   return engine;
 }
 

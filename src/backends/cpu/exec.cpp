@@ -1,8 +1,14 @@
 #include "backends/cpu/exec.h"
 
+#include <omp.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <exception>
+#include <system_error>
+#include <thread>
 
 #include "ember/error.h"
 #include "ops/arg_convert.h"
@@ -573,8 +579,9 @@ std::vector<Shape> value_dims(const Plan& plan, const std::map<std::string, int6
   return dims;
 }
 
-std::shared_ptr<Prepared> prepare(const Plan& plan, const std::map<std::string, int64_t>& symbols,
-                                  std::function<const uint8_t*(int)> blob_ptr, std::shared_ptr<const void> keepalive) {
+std::shared_ptr<Prepared> prepare_layout(const Plan& plan, const std::map<std::string, int64_t>& symbols,
+                                         std::function<const uint8_t*(int)> blob_ptr,
+                                         std::shared_ptr<const void> keepalive) {
   auto p = std::make_shared<Prepared>();
   p->env.plan = &plan;
   p->env.symbols = symbols;
@@ -599,10 +606,65 @@ std::shared_ptr<Prepared> prepare(const Plan& plan, const std::map<std::string, 
   } else {
     p->arena_size = assign_arena(plan, sizes, &p->offsets);
   }
-  for (const PlanStep& s : plan.steps) {
-    p->steps.push_back(make_step_exec(s, p->env));
-    p->scratch_bytes = std::max(p->scratch_bytes, p->steps.back()->scratch_bytes);
+  return p;
+}
+
+void create_kernels(Prepared& p, int workers, const std::function<void()>& side_task) {
+  const Plan& plan = *p.env.plan;
+  const size_t n_steps = plan.steps.size();
+  std::vector<std::unique_ptr<StepExec>> execs(n_steps);
+  std::vector<std::exception_ptr> step_errors(n_steps);
+  std::exception_ptr side_error;
+  // Task 0 is the side task (when given), then one task per step.
+  const size_t offset = side_task ? 1 : 0;
+  const size_t n_tasks = n_steps + offset;
+  std::atomic<size_t> next{0};
+  const int omp_threads = omp_get_max_threads();
+  auto work = [&] {
+    for (size_t t = next.fetch_add(1); t < n_tasks; t = next.fetch_add(1)) {
+      if (t < offset) {
+        try {
+          side_task();
+        } catch (...) {
+          side_error = std::current_exception();
+        }
+        continue;
+      }
+      const size_t k = t - offset;
+      try {
+        execs[k] = make_step_exec(plan.steps[k], p.env);
+      } catch (...) {
+        step_errors[k] = std::current_exception();
+      }
+    }
+  };
+  const size_t helpers = std::min<size_t>(static_cast<size_t>(std::max(workers, 1)) - 1, n_tasks > 0 ? n_tasks - 1 : 0);
+  std::vector<std::thread> threads;
+  threads.reserve(helpers);
+  try {
+    for (size_t i = 0; i < helpers; ++i) {
+      threads.emplace_back([&] {
+        omp_set_num_threads(omp_threads);
+        work();
+      });
+    }
+  } catch (const std::system_error&) {
+    // No more threads available: the ones started and this thread do the rest.
   }
+  work();
+  for (std::thread& t : threads) t.join();
+  if (side_error) std::rethrow_exception(side_error);
+  for (const std::exception_ptr& e : step_errors)
+    if (e) std::rethrow_exception(e);
+  p.steps = std::move(execs);
+  p.scratch_bytes = 0;
+  for (const auto& e : p.steps) p.scratch_bytes = std::max(p.scratch_bytes, e->scratch_bytes);
+}
+
+std::shared_ptr<Prepared> prepare(const Plan& plan, const std::map<std::string, int64_t>& symbols,
+                                  std::function<const uint8_t*(int)> blob_ptr, std::shared_ptr<const void> keepalive) {
+  std::shared_ptr<Prepared> p = prepare_layout(plan, symbols, std::move(blob_ptr), std::move(keepalive));
+  create_kernels(*p, 1);
   return p;
 }
 

@@ -60,8 +60,26 @@ struct Prepared {
 
 // Dims of every value for `symbols` (build dims with symbols substituted).
 std::vector<Shape> value_dims(const Plan& plan, const std::map<std::string, int64_t>& symbols);
-// Creates every kernel for `symbols`. Uses the stored descs and arena offsets when the shape is
-// the build shape; otherwise relays the stored layouts out and re-plans the arena.
+// Layouts and memory plan for `symbols`, no kernel yet (`steps` empty). Uses the stored descs
+// and arena offsets when the shape is the build shape; otherwise relays the stored layouts out
+// and re-plans the arena.
+std::shared_ptr<Prepared> prepare_layout(const Plan& plan, const std::map<std::string, int64_t>& symbols,
+                                         std::function<const uint8_t*(int)> blob_ptr,
+                                         std::shared_ptr<const void> keepalive);
+
+// Creates the kernel of every step of `p` (fills `p.steps` and `p.scratch_bytes`) on up to
+// `workers` threads: the calling thread and `workers - 1` helpers, each taking the next
+// step not yet taken. Kernel creation reads descriptors and weight addresses, never weight
+// bytes. Every helper uses the calling thread's OpenMP thread count, because oneDNN sizes
+// some kernels for the thread count at creation.
+//
+// `side_task`, when given, runs concurrently with the kernel creation (it is taken first, so
+// the longest job starts first); the engine uses it to verify the weights checksum while
+// oneDNN creates kernels. All work is finished before this returns; then the side task's
+// exception, if any, is rethrown first (corruption wins), else the first failing step's.
+void create_kernels(Prepared& p, int workers, const std::function<void()>& side_task = {});
+
+// prepare_layout + create_kernels on the calling thread only.
 std::shared_ptr<Prepared> prepare(const Plan& plan, const std::map<std::string, int64_t>& symbols,
                                   std::function<const uint8_t*(int)> blob_ptr, std::shared_ptr<const void> keepalive);
 
