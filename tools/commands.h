@@ -13,5 +13,6 @@ void add_run_command(CLI::App& app, int* exit_code);
 void add_check_command(CLI::App& app, int* exit_code);
 void add_compile_command(CLI::App& app, int* exit_code);
 void add_extract_command(CLI::App& app, int* exit_code);
+void add_package_command(CLI::App& app, int* exit_code);
 
 }  // namespace ember::cli

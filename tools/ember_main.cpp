@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   ember::cli::add_inspect_command(app, &exit_code);
   ember::cli::add_run_command(app, &exit_code);
   ember::cli::add_check_command(app, &exit_code);
+  ember::cli::add_package_command(app, &exit_code);
 #ifdef EMBER_HAVE_COMPILER
   ember::cli::add_compile_command(app, &exit_code);
   ember::cli::add_extract_command(app, &exit_code);

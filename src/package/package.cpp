@@ -87,8 +87,9 @@ std::string executable_dir() {
 }
 
 std::string shell_quote(const std::string& word) {
-  if (!word.empty() && word.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=/.,:@") ==
-                           std::string::npos)
+  if (!word.empty() &&
+      word.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=/.,:@") ==
+          std::string::npos)
     return word;
   std::string out = "'";
   for (char c : word) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -152,8 +153,8 @@ std::string tail_of(const std::string& text, size_t n) {
 std::string find_runtime_dir(const std::string& requested) {
   auto has_lib = [](const std::string& dir) { return !dir.empty() && fs::exists(fs::path(dir) / kRuntimeLibrary); };
   // An explicit choice is used or reported, never silently replaced.
-  for (const auto& [dir, from] : {std::pair{requested, "--runtime-dir"}, std::pair{env_or_empty("EMBER_RUNTIME_DIR"),
-                                                                                      "EMBER_RUNTIME_DIR"}}) {
+  for (const auto& [dir, from] :
+       {std::pair{requested, "--runtime-dir"}, std::pair{env_or_empty("EMBER_RUNTIME_DIR"), "EMBER_RUNTIME_DIR"}}) {
     if (dir.empty()) continue;
     EMBER_CHECK(has_lib(dir), ErrorCode::kNotFound, kRuntimeLibrary, " not found in '", dir, "' (from ", from, ")");
     return fs::absolute(dir).lexically_normal().string();
@@ -175,7 +176,8 @@ std::string find_runtime_dir(const std::string& requested) {
 // The folder holding ember/package_abi.h (and ember/ember.h).
 std::string find_include_dir(const std::string& requested) {
   auto has_headers = [](const std::string& dir) {
-    return !dir.empty() && fs::exists(fs::path(dir) / "ember/package_abi.h") && fs::exists(fs::path(dir) / "ember/ember.h");
+    return !dir.empty() && fs::exists(fs::path(dir) / "ember/package_abi.h") &&
+           fs::exists(fs::path(dir) / "ember/ember.h");
   };
   if (!requested.empty()) {
     EMBER_CHECK(has_headers(requested), ErrorCode::kNotFound, "ember/package_abi.h and ember/ember.h not found in '",
@@ -192,8 +194,8 @@ std::string find_include_dir(const std::string& requested) {
   }
   std::string list;
   for (const auto& t : tried) list += (list.empty() ? "" : ", ") + t;
-  fail(ErrorCode::kNotFound, "Ember's C headers (ember/package_abi.h) not found (looked in: ",
-       list.empty() ? "nowhere" : list, ")");
+  fail(ErrorCode::kNotFound,
+       "Ember's C headers (ember/package_abi.h) not found (looked in: ", list.empty() ? "nowhere" : list, ")");
 }
 
 // A folder removed (with its contents) when the object goes, unless kept.
@@ -234,8 +236,8 @@ class TempOutput {
     fs::path dir = dest.parent_path().empty() ? fs::path(".") : dest.parent_path();
     std::string pattern = (dir / ("." + dest.filename().string() + ".tmp-XXXXXX")).string();
     int fd = ::mkstemp(pattern.data());
-    EMBER_CHECK(fd >= 0, ErrorCode::kIo, destination, ": cannot create a temporary file next to it: ",
-                std::strerror(errno));
+    EMBER_CHECK(fd >= 0, ErrorCode::kIo, destination,
+                ": cannot create a temporary file next to it: ", std::strerror(errno));
     ::close(fd);
     path_ = pattern;
   }
@@ -313,8 +315,7 @@ std::vector<std::string> find_cxx(const std::string& requested) {
   }
   std::string list;
   for (const auto& t : tried) list += (list.empty() ? "" : ", ") + t;
-  fail(ErrorCode::kNotFound, "no C++ compiler found: tried ", list,
-       " on PATH; install one, set CXX or pass --cxx");
+  fail(ErrorCode::kNotFound, "no C++ compiler found: tried ", list, " on PATH; install one, set CXX or pass --cxx");
 }
 
 std::vector<std::string> glue_compile_command(const std::vector<std::string>& cxx, const std::string& source,
@@ -329,9 +330,9 @@ std::vector<std::string> glue_compile_command(const std::vector<std::string>& cx
   argv.push_back("-L" + runtime_dir);
   argv.push_back("-lember_runtime");
   // The library next to the model first, then the runtime it was packaged against.
-  for (const std::string& flag : {std::string("-Wl,--as-needed"), std::string("-Wl,-rpath,$ORIGIN"),
-                                  "-Wl,-rpath," + runtime_dir, std::string("-Wl,-z,noexecstack"),
-                                  std::string("-Wl,--no-undefined")})
+  for (const std::string& flag :
+       {std::string("-Wl,--as-needed"), std::string("-Wl,-rpath,$ORIGIN"), "-Wl,-rpath," + runtime_dir,
+        std::string("-Wl,-z,noexecstack"), std::string("-Wl,--no-undefined")})
     argv.push_back(flag);
   return argv;
 }
@@ -340,7 +341,8 @@ std::string PackageReport::to_string() const {
   std::ostringstream s;
   s << "package " << input << " -> " << output << "\n";
   s << "  entries:   " << entries << " embedded (" << human_bytes(entry_bytes) << ")";
-  if (skipped_entries) s << ", " << skipped_entries << " left out (sample inputs, " << human_bytes(skipped_bytes) << ")";
+  if (skipped_entries)
+    s << ", " << skipped_entries << " left out (sample inputs, " << human_bytes(skipped_bytes) << ")";
   s << "\n";
   s << "  schedule:  " << steps << " steps (" << engine_steps << " engine calls, " << steps - engine_steps
     << " fallback nodes), " << released_values << " values released\n";

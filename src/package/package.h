@@ -42,17 +42,17 @@ struct PackageOptions {
 };
 
 struct PackageReport {
-  std::string input;   // the .ep / .pt2
-  std::string output;  // the .so
+  std::string input;           // the .ep / .pt2
+  std::string output;          // the .so
   size_t entries = 0;          // embedded archive entries
   uint64_t entry_bytes = 0;    // their (uncompressed) bytes
   size_t skipped_entries = 0;  // left out (sample inputs, directory entries)
   uint64_t skipped_bytes = 0;
-  size_t steps = 0;            // plan steps = graph nodes
-  size_t engine_steps = 0;     // of which engine calls
-  size_t released_values = 0;  // distinct values the glue releases
-  std::string compiler;        // the compiler as run ("/usr/bin/g++")
-  std::string compiler_version;  // first line of `<cxx> --version`
+  size_t steps = 0;                          // plan steps = graph nodes
+  size_t engine_steps = 0;                   // of which engine calls
+  size_t released_values = 0;                // distinct values the glue releases
+  std::string compiler;                      // the compiler as run ("/usr/bin/g++")
+  std::string compiler_version;              // first line of `<cxx> --version`
   std::vector<std::string> compile_command;  // argv
   double compile_seconds = 0;
   double total_seconds = 0;

@@ -7,7 +7,7 @@
 #include "ember/package_abi.h"
 
 extern "C" ember_status ember_model_create_from_package(const void* package, const ember_model_options* options,
-                                                       ember_model** out) {
+                                                        ember_model** out) {
   *out = reinterpret_cast<ember_model*>(const_cast<void*>(package));
   return options == nullptr ? EMBER_OK : EMBER_ERR_INVALID_ARGUMENT;
 }

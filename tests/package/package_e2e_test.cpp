@@ -86,7 +86,8 @@ TEST_F(PackagedExample, LinksOnlyTheEmberRuntime) {
   ASSERT_EQ(ldd.status, 0) << ldd.output;
   EXPECT_NE(ldd.output.find("libember_runtime.so"), std::string::npos) << ldd.output;
   EXPECT_EQ(ldd.output.find("not found"), std::string::npos) << ldd.output;
-  for (const char* bad : {"python", "torch", "libc10"}) EXPECT_EQ(ldd.output.find(bad), std::string::npos) << ldd.output;
+  for (const char* bad : {"python", "torch", "libc10"})
+    EXPECT_EQ(ldd.output.find(bad), std::string::npos) << ldd.output;
 }
 
 // The C ABI, reached through the package's own handle as a C program would.
@@ -100,7 +101,8 @@ TEST_F(PackagedExample, CAbiThroughDlopen) {
     EXPECT_NE(p, nullptr) << name;
     return p;
   };
-  auto create = reinterpret_cast<ember_status (*)(const ember_model_options*, ember_model**)>(sym("ember_package_create"));
+  auto create =
+      reinterpret_cast<ember_status (*)(const ember_model_options*, ember_model**)>(sym("ember_package_create"));
   auto last_error = reinterpret_cast<const char* (*)()>(sym("ember_last_error"));
   auto run = reinterpret_cast<decltype(&ember_model_run)>(sym("ember_model_run"));
   auto num_outputs = reinterpret_cast<decltype(&ember_result_num_outputs)>(sym("ember_result_num_outputs"));

@@ -1,13 +1,16 @@
 // package_program and `ember package`: bad inputs and environments give clear errors and
 // leave nothing behind; --emit-source keeps a source that matches the program's plan.
+#include "package/package.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 
+#include "ember/archive.h"
 #include "ember/error.h"
 #include "ember/pt2.h"
-#include "package/package.h"
 #include "package/package_test_util.h"
 
 namespace ember::package {
@@ -47,12 +50,16 @@ class ScopedEnv {
     const char* old = std::getenv(name);
     if (old) old_ = old;
     had_ = old != nullptr;
-    if (value) ::setenv(name, value, 1);
-    else ::unsetenv(name);
+    if (value)
+      ::setenv(name, value, 1);
+    else
+      ::unsetenv(name);
   }
   ~ScopedEnv() {
-    if (had_) ::setenv(name_.c_str(), old_.c_str(), 1);
-    else ::unsetenv(name_.c_str());
+    if (had_)
+      ::setenv(name_.c_str(), old_.c_str(), 1);
+    else
+      ::unsetenv(name_.c_str());
   }
 
  private:
@@ -73,8 +80,9 @@ TEST(Package, NoCompilerOnPathNamesWhatWasTried) {
   TestDir dir("no_cxx_on_path");
   ScopedEnv path("PATH", dir.path().c_str());
   ScopedEnv cxx("CXX", "not-a-compiler-xyz");
-  expect_error([] { find_cxx(""); }, ErrorCode::kNotFound,
-               {"no C++ compiler found", "$CXX (not-a-compiler-xyz)", "c++", "g++", "clang++", "set CXX or pass --cxx"});
+  expect_error(
+      [] { find_cxx(""); }, ErrorCode::kNotFound,
+      {"no C++ compiler found", "$CXX (not-a-compiler-xyz)", "c++", "g++", "clang++", "set CXX or pass --cxx"});
 }
 
 TEST(Package, CxxFromEnvironmentKeepsItsWords) {
@@ -138,7 +146,10 @@ TEST(Package, EmitSourceKeepsGlueBlobsAndBuildScript) {
   std::string glue = read_text(dir / "src/glue.cpp");
   EXPECT_EQ(r.steps, graph.nodes.size());
   EXPECT_EQ(count_of(glue, "api->run_node(ctx, "), graph.nodes.size());
-  for (const auto& node : graph.nodes) EXPECT_NE(glue.find("\"" + node.name + "\""), std::string::npos) << node.name;
+  for (const auto& node : graph.nodes)
+    if (node.name) {
+      EXPECT_NE(glue.find("\"" + *node.name + "\""), std::string::npos) << *node.name;
+    }
   EXPECT_GT(count_of(glue, "api->release(ctx, "), 0u);
   EXPECT_EQ(r.engine_steps, 0u);  // a plain .pt2
 
@@ -186,7 +197,8 @@ TEST(PackageCli, ReportsAndWritesTheLibrary) {
   for (const char* part : {"[package] plan:", "entries:", "schedule:", "compiler:", "output:", "wrote "})
     EXPECT_NE(r.output.find(part), std::string::npos) << part << "\n" << r.output;
   EXPECT_TRUE(fs::exists(dir / "tiny.so"));
-  auto bad = ember::testing::run_shell(ember + " package " + example() + " -o " + (dir / "x.so") + " --cxx /nonexistent");
+  auto bad =
+      ember::testing::run_shell(ember + " package " + example() + " -o " + (dir / "x.so") + " --cxx /nonexistent");
   EXPECT_EQ(bad.status, 2) << bad.output;
   EXPECT_NE(bad.output.find("no C++ compiler found"), std::string::npos) << bad.output;
   EXPECT_FALSE(fs::exists(dir / "x.so"));
