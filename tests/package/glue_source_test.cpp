@@ -67,7 +67,7 @@ TEST(GlueSource, DataSectionsScheduleAndDescriptor) {
   Fixture f = make_fixture(dir / "blobs");
   std::string src = generate_glue_source(f.spec);
   // Entries: .incbin of each blob, each in its own aligned read-only section.
-  EXPECT_EQ(count_of(src, ".incbin"), 3u);
+  EXPECT_EQ(count_of(src, ".incbin \""), 3u);
   EXPECT_EQ(count_of(src, ".balign 64"), 3u);
   EXPECT_EQ(count_of(src, ".pushsection .rodata.ember."), 3u);
   EXPECT_EQ(count_of(src, ".hidden ember_package_entry_"), 3u);
