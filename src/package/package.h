@@ -97,7 +97,7 @@ std::vector<std::string> find_cxx(const std::string& requested);
 // Packages `ep_path` into `so_path` (written atomically: on failure the destination is
 // untouched and no partial file is left). Throws ember::Error: kIo / kCorrupt for unreadable
 // or malformed inputs, kNotFound when no compiler or no libember_runtime.so is found,
-// kInternal with the compiler's output when compiling fails.
+// kIo with the command and the tail of the compiler's output when compiling fails.
 PackageReport package_program(const std::string& ep_path, const std::string& so_path, const PackageOptions& options);
 
 }  // namespace ember::package
