@@ -754,7 +754,9 @@ TEST(CpuBackendTactics, TimedRoundsPickTheFastestMinimum) {
     if (step["kind"] != "conv") continue;
     saw_conv = true;
     const Json& t = step["timings"];
-    ASSERT_TRUE(t.contains("blocked") && t.contains("plain") && t.contains("reference")) << step.dump();
+    // Candidates far slower than the best are dropped after a round (which ones depends on
+    // the machine), so only the ones that stayed have a time.
+    ASSERT_TRUE(t.is_object() && !t.empty()) << step.dump();
     // The pick is the candidate with the lowest time recorded.
     std::string fastest;
     for (auto it = t.begin(); it != t.end(); ++it)

@@ -9,12 +9,16 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 namespace ember::testing {
 
-// A fresh folder under the build tree, removed afterwards.
+// A fresh folder under the build tree, removed afterwards. The process id keeps test
+// processes that CTest runs in parallel out of each other's way.
 class TestDir {
  public:
-  explicit TestDir(const std::string& name) : path_(std::string(EMBER_BINARY_DIR) + "/package_test_tmp/" + name) {
+  explicit TestDir(const std::string& name)
+      : path_(std::string(EMBER_BINARY_DIR) + "/package_test_tmp/" + std::to_string(::getpid()) + "/" + name) {
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
