@@ -13,6 +13,7 @@
 #include "ember/compiler.h"
 #include "ember/engine.h"
 #include "ember/pt2.h"
+#include "ember/runtime.h"
 #include "ember/target.h"
 
 namespace ember::cli {
@@ -31,8 +32,11 @@ std::vector<EngineSource> engines_in_file(const std::string& path) {
   std::shared_ptr<Storage> bytes = map_file_readonly(path);
   std::span<const uint8_t> head(bytes->data(), std::min<size_t>(bytes->nbytes(), 8));
   static const uint8_t kZipMagic[4] = {'P', 'K', 3, 4};
-  if (head.size() < 4 || std::memcmp(head.data(), kZipMagic, 4) != 0) return {EngineSource{"", path, std::move(bytes)}};
-  Pt2Archive archive = read_pt2(path);
+  static const uint8_t kElfMagic[4] = {0x7f, 'E', 'L', 'F'};
+  const bool is_archive = head.size() >= 4 && (std::memcmp(head.data(), kZipMagic, 4) == 0 ||
+                                            std::memcmp(head.data(), kElfMagic, 4) == 0);  // .pt2/.ep or packaged .so
+  if (!is_archive) return {EngineSource{"", path, std::move(bytes)}};
+  Pt2Archive archive = read_archive_or_package(path);
   std::vector<EngineSource> sources;
   for (const Pt2Model& model : archive.models) {
     for (auto& [name, engine] : list_engines(model)) {
@@ -97,7 +101,7 @@ void add_check_command(CLI::App& app, int* exit_code) {
   CLI::App* cmd = app.add_subcommand("check",
                                      "Check that the engines in a file can run on a host, without building kernels "
                                      "(exit 0: compatible, 1: incompatible, 2: unreadable or corrupted)");
-  cmd->add_option("file", opt->file, "engine file (.engine)")->required();
+  cmd->add_option("file", opt->file, "engine file (.engine), compiled program (.ep) or packaged model (.so)")->required();
   cmd->add_option("--host", opt->host,
                   "describe the host instead of detecting it, e.g. \"x86_64 without avx512\", "
                   "\"x86_64 with avx2,fma\", \"aarch64\", \"host without avx512f\"");

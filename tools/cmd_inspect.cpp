@@ -211,13 +211,13 @@ void print_text(const Json& report) {
 }  // namespace
 
 void add_inspect_command(CLI::App& app, int* exit_code) {
-  auto* cmd = app.add_subcommand("inspect", "Show what a .pt2 / .ep archive holds: inputs, outputs, ops, weights");
+  auto* cmd = app.add_subcommand("inspect", "Show what a .pt2 / .ep archive (or a packaged .so) holds: inputs, outputs, ops, weights");
   auto path = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
-  cmd->add_option("file", *path, "The archive (.pt2 or .ep)")->required();
+  cmd->add_option("file", *path, "The archive (.pt2 or .ep) or a packaged model (.so)")->required();
   cmd->add_flag("--json", *json, "Print a machine-readable report");
   cmd->callback([path, json, exit_code] {
-    Pt2Archive archive = read_pt2(*path);
+    Pt2Archive archive = read_archive_or_package(*path);
     Json report;
     report["file"] = *path;
     report["file_bytes"] = static_cast<uint64_t>(std::filesystem::file_size(*path));

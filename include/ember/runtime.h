@@ -84,6 +84,13 @@ std::vector<std::string> output_leaf_paths(const ir::ExportedProgram& program);
 // One dimension: a constant, or a symbol with its range from range_constraints.
 DimInfo describe_dim(const ir::SymInt& size, const ir::ExportedProgram& program);
 
+// The archive a packaged model (.so made by `ember package`) embeds, read in place: its
+// tensors are views of the loaded library's data sections and keep it loaded. Errors as
+// for Program::load of a .so (kIo, kNotAModel, kVersionMismatch, kCorrupt).
+Pt2Archive read_package(const std::string& path);
+// read_package for a shared library, read_pt2 for anything else (.pt2 / .ep).
+Pt2Archive read_archive_or_package(const std::string& path);
+
 class Program {
  public:
   // Reads a .pt2 / .ep archive, a standalone .engine or a packaged model .so, and prepares

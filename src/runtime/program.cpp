@@ -20,10 +20,8 @@
 #include <unordered_map>
 
 #include "ember/error.h"
-#include "ember/log.h"
 #include "ember/package_abi.h"
 #include "ember/runtime.h"
-#include "ember/version.h"
 #include "engine_node.h"
 #include "package_loader.h"
 #include "ember/engine.h"
@@ -1351,32 +1349,8 @@ void Program::Impl::bind_package(const ember_package& pkg) {
 
 Program Program::from_package(const void* descriptor, std::shared_ptr<const void> keepalive,
                               const std::string& source) {
-  EMBER_CHECK(descriptor != nullptr, ErrorCode::kNotAModel, source, ": no package descriptor");
+  Pt2Archive archive = package_archive(descriptor, keepalive, source);  // checks magic and ABI version first
   const auto* pkg = static_cast<const ember_package*>(descriptor);
-  EMBER_CHECK(pkg->magic == EMBER_PACKAGE_MAGIC, ErrorCode::kNotAModel, source,
-              ": not an Ember package (descriptor magic 0x", std::hex, pkg->magic, ", expected 0x", EMBER_PACKAGE_MAGIC,
-              ")");
-  EMBER_CHECK(pkg->abi_version == EMBER_PACKAGE_ABI_VERSION, ErrorCode::kVersionMismatch, source,
-              ": package ABI version ", pkg->abi_version, ", this runtime reads version ", EMBER_PACKAGE_ABI_VERSION,
-              pkg->abi_version > EMBER_PACKAGE_ABI_VERSION ? " (packaged by a newer Ember; update the runtime)"
-                                                           : " (re-package the model with this Ember)");
-  EMBER_CHECK(pkg->archive_root && pkg->model_name && (pkg->num_entries == 0 || pkg->entries), ErrorCode::kCorrupt,
-              source, ": the package descriptor lacks its archive root, model name or entry table");
-  const std::string packaged_by = pkg->ember_version ? pkg->ember_version : "?";
-  if (packaged_by != EMBER_VERSION_STRING)
-    log_warning(source, ": packaged by Ember ", packaged_by, ", running on Ember ", EMBER_VERSION_STRING,
-              " (the engines are checked one by one)");
-
-  std::vector<Pt2Entry> entries;
-  entries.reserve(pkg->num_entries);
-  for (uint32_t i = 0; i < pkg->num_entries; ++i) {
-    const ember_package_entry& e = pkg->entries[i];
-    EMBER_CHECK(e.name != nullptr && (e.data != nullptr || e.size == 0), ErrorCode::kCorrupt, source, ": entry #", i,
-                " of the package has no name or data");
-    // Borrowed, read-only views of the library's data sections: nothing is copied.
-    entries.push_back({e.name, Storage::borrow(e.data, e.size, keepalive, false)});
-  }
-  Pt2Archive archive = read_pt2_from_entries(pkg->archive_root, std::move(entries), source);
   const Pt2Model* model = archive.find_model(pkg->model_name);
   EMBER_CHECK(model != nullptr, ErrorCode::kCorrupt, source, ": the package has no model named '", pkg->model_name,
               "'");
@@ -1424,7 +1398,7 @@ Program Program::load(const std::string& path, const LoadOptions& options) {
     if (is_engine_bytes({bytes->data(), bytes->nbytes()}))
       return from_model(model_from_engine(bytes, path), path, options);
     // A packaged model (ELF shared library).
-    if (bytes->nbytes() >= 4 && std::memcmp(bytes->data(), "\x7f" "ELF", 4) == 0) return load_package(path);
+    if (is_shared_library(*bytes)) return load_package(path);
   }
   Pt2ReadOptions ro;
   ro.verify_crc = options.verify_crc;

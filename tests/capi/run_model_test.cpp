@@ -1,6 +1,7 @@
 // examples/c/run_model.c end to end: compile a model, package it as a .so, run every reference
 // case through the plain C program (dlopen, C ABI, safetensors in and out) and compare the
-// file it writes with PyTorch's outputs. Also: a package whose engine was built for another
+// file it writes with PyTorch's outputs. `ember check` / `ember inspect` read packaged
+// models. Also: a package whose engine was built for another
 // architecture is refused at create time, through the C program and through the C ABI.
 #include <gtest/gtest.h>
 
@@ -120,6 +121,24 @@ TEST_F(RunModelExample, EnginesAndFallbackNodes) {
 TEST_F(RunModelExample, CnnFixture) {
   expect_every_case_matches(compile_and_package(fixture("cnn_small.pt2"), "cnn_small"),
                             fixture("cnn_small.io.safetensors"));
+}
+
+TEST_F(RunModelExample, CheckAndInspectReadPackagedModels) {
+  const std::string so = compile_and_package(example("tiny_resnet.pt2"), "tiny_resnet_cli");
+  Exec r = exec(std::string(EMBER_CLI) + " check " + so);
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("result: compatible"), std::string::npos) << r.output;
+#if defined(__x86_64__)
+  r = exec(std::string(EMBER_CLI) + " check " + so + " --host 'x86_64 without avx2'");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("missing avx2"), std::string::npos) << r.output;
+#endif
+  r = exec(std::string(EMBER_CLI) + " inspect " + so);
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("image"), std::string::npos) << r.output;
+  r = exec(std::string(EMBER_CLI) + " check " + EMBER_RUNTIME_LIB);
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("not an Ember packaged model"), std::string::npos) << r.output;
 }
 
 TEST_F(RunModelExample, NotAModelIsRefused) {
