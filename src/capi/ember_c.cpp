@@ -97,6 +97,12 @@ ember_status guarded(const char* fn, F&& body) {
 #define EMBER_ARG(cond, fn, what) \
   if (!(cond)) return set_error(EMBER_ERR_INVALID_ARGUMENT, std::string(fn) + ": " + (what))
 
+// "index 5 is out of range (the model has 2 inputs)"
+std::string out_of_range(size_t index, size_t size, const char* owner, const char* what) {
+  return "index " + std::to_string(index) + " is out of range (the " + owner + " has " + std::to_string(size) + " " +
+         what + ")";
+}
+
 void apply_options(const ember_model_options* options) {
   if (options == nullptr) return;
   EMBER_CHECK(options->struct_size >= offsetof(ember_model_options, num_threads) + sizeof(int32_t),
@@ -186,8 +192,7 @@ ember_status ember_model_num_outputs(const ember_model* model, size_t* count) {
 ember_status ember_model_input_info(const ember_model* model, size_t index, ember_io_info* info) {
   EMBER_ARG(model != nullptr && info != nullptr, "ember_model_input_info", "model or info is NULL");
   EMBER_ARG(index < model->inputs.size(), "ember_model_input_info",
-            "index " + std::to_string(index) + " is out of range (the model has " +
-                std::to_string(model->inputs.size()) + " inputs)");
+            out_of_range(index, model->inputs.size(), "model", "inputs"));
   *info = model->inputs[index].info;
   return EMBER_OK;
 }
@@ -195,8 +200,7 @@ ember_status ember_model_input_info(const ember_model* model, size_t index, embe
 ember_status ember_model_output_info(const ember_model* model, size_t index, ember_io_info* info) {
   EMBER_ARG(model != nullptr && info != nullptr, "ember_model_output_info", "model or info is NULL");
   EMBER_ARG(index < model->outputs.size(), "ember_model_output_info",
-            "index " + std::to_string(index) + " is out of range (the model has " +
-                std::to_string(model->outputs.size()) + " outputs)");
+            out_of_range(index, model->outputs.size(), "model", "outputs"));
   *info = model->outputs[index].info;
   return EMBER_OK;
 }
@@ -270,8 +274,7 @@ ember_status ember_result_num_outputs(const ember_result* result, size_t* count)
 ember_status ember_result_output(const ember_result* result, size_t index, ember_tensor* out) {
   EMBER_ARG(result != nullptr && out != nullptr, "ember_result_output", "result or out is NULL");
   EMBER_ARG(index < result->outputs.size(), "ember_result_output",
-            "index " + std::to_string(index) + " is out of range (the result has " +
-                std::to_string(result->outputs.size()) + " outputs)");
+            out_of_range(index, result->outputs.size(), "result", "outputs"));
   const ember::Tensor& t = result->outputs[index];
   EMBER_ARG(t.defined(), "ember_result_output", "output " + std::to_string(index) + " is None");
   out->dtype = static_cast<int32_t>(t.dtype());

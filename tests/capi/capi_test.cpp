@@ -22,9 +22,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using ember::testing::all_close;
+using ember::testing::example;
 using ember::testing::fixture;
-
-std::string example(const std::string& name) { return std::string(EMBER_SOURCE_DIR) + "/examples/models/" + name; }
 
 // A C view of an Ember tensor (contiguous, borrowed).
 ember_tensor view_of(const Tensor& t) {

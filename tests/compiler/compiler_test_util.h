@@ -19,6 +19,10 @@
 namespace ember::testing {
 
 inline std::string fixture(const std::string& name) { return std::string(EMBER_FIXTURES_DIR) + "/" + name; }
+// The project's bundled example models (examples/models/).
+inline std::string example(const std::string& name) {
+  return std::string(EMBER_SOURCE_DIR) + "/examples/models/" + name;
+}
 
 // Deterministic pseudo-random float tensor in [-1, 1).
 inline Tensor random_tensor(const Shape& shape, uint32_t seed, float lo = -1.f, float hi = 1.f) {
