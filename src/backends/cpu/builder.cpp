@@ -14,6 +14,7 @@
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/exec.h"
 #include "backends/cpu/plan.h"
+#include "backends/cpu/winograd.h"
 #include "ember/error.h"
 #include "ember/log.h"
 #include "ember/version.h"
@@ -630,10 +631,32 @@ void EngineBuilder::conv(const FusedOp& op) {
     if (bias) consts.push_back(*bias);
     finish_ref(op, ref_step(op, "torch.ops.aten.convolution.default", std::move(args), {x}, consts));
   };
+  // Winograd F(2x2, 3x3) in nChw8c; post-ops limited to what its output transform applies.
+  auto emit_winograd = [&] {
+    memory::desc src_d = winograd_layout(xd), dst_d = winograd_layout(yd);
+    PlanStep s;
+    s.kind = "winograd";
+    s.name = op.name.empty() ? "conv2d" : op.name;
+    s.inputs = {want(x, src_d)};
+    s.blobs = {add_plain_blob(winograd_transform_weights(w)), bias ? add_plain_blob(*bias) : -1};
+    s.strides = stride;
+    s.dilation = odil;
+    s.pad_l = pl;
+    s.pad_r = pr;
+    s.post_ops = plan_post_ops(op, &dst_d, false);
+    s.outputs = {produce(y, &dst_d)};
+    plan_.steps.push_back(std::move(s));
+  };
+  bool winograd_post_ops = true;
+  for (const PostOp& p : op.post_ops)
+    winograd_post_ops = winograd_post_ops && (p.kind == PostOp::Kind::kSum ||
+                                              (p.kind == PostOp::Kind::kEltwise && p.alg == "relu" && p.alpha == 0.f));
   std::vector<std::pair<std::string, Emitter>> c;
   if (fp32) {
     c.push_back({"blocked", [&] { emit_dnnl(true); }});
     c.push_back({"plain", [&] { emit_dnnl(false); }});
+    if (winograd_post_ops && winograd_supported_on_host() && winograd_fits(xd, w.sizes(), groups, stride, dil, pl, pr))
+      c.push_back({"winograd", emit_winograd});
   }
   c.push_back({"reference", emit_ref});
   (void)has_sum;

@@ -9,8 +9,12 @@
 #include <exception>
 #include <system_error>
 #include <thread>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 
 #include "ember/error.h"
+#include "backends/cpu/winograd.h"
 #include "ops/arg_convert.h"
 
 namespace ember::cpu {
@@ -553,6 +557,7 @@ class ReferenceExec final : public StepExec {
 std::unique_ptr<StepExec> make_step_exec(const PlanStep& step, const ExecEnv& env) {
   try {
     if (step.kind == "reference") return std::make_unique<ReferenceExec>(step, env);
+    if (step.kind == "winograd") return make_winograd_exec(step, env);
     return Builder{step, env, *env.plan}.build();
   } catch (const dnnl::error& e) {
     fail(ErrorCode::kCorrupt, env.plan->engine_name, ": step '", step.name, "' (", step.kind,
@@ -684,9 +689,12 @@ void execute(const Prepared& p, const std::vector<const uint8_t*>& inputs, const
       case Placement::kOutput: st.ptr[i] = outputs.at(v.io_index); break;
     }
   }
+  static const bool prof = std::getenv("EMBER_HACK_PROF") != nullptr;
   for (size_t k = 0; k < p.steps.size(); ++k) {
+    auto t0 = std::chrono::steady_clock::now();
     try {
       p.steps[k]->run(st);
+      if (prof) { stream.wait(); fprintf(stderr, "PROF %s %s %s %.4f\n", plan.steps[k].kind.c_str(), plan.steps[k].name.c_str(), plan.steps[k].impl.c_str(), std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now()-t0).count()); }
     } catch (const dnnl::error& e) {
       fail(ErrorCode::kInternal, plan.engine_name, ": step '", plan.steps[k].name, "' failed in oneDNN: ", e.what());
     }

@@ -308,7 +308,8 @@ namespace {
 
 const std::vector<std::string>& step_kinds() {
   static const std::vector<std::string> k = {"reorder", "conv",    "inner_product", "matmul",    "pool",
-                                             "eltwise", "binary",  "softmax",       "layer_norm", "reference"};
+                                             "eltwise", "binary",  "softmax",       "layer_norm", "reference",
+                                             "winograd"};
   return k;
 }
 
@@ -326,12 +327,13 @@ void check_arity(const PlanStep& s, const std::string& where) {
   bool two_inputs = s.kind == "binary" || (s.kind == "matmul" && s.blobs.empty());
   want("inputs", s.inputs.size(), two_inputs ? 2 : 1, two_inputs ? 2 : 1);
   want("outputs", s.outputs.size(), 1, 1);
-  if (s.kind == "conv" || s.kind == "inner_product" || s.kind == "layer_norm" ||
-      (s.kind == "matmul" && !s.blobs.empty()))
+  const bool weighted = s.kind == "conv" || s.kind == "winograd" || s.kind == "inner_product" ||
+                        (s.kind == "matmul" && !s.blobs.empty());
+  if (weighted || s.kind == "layer_norm")
     want("blobs", s.blobs.size(), 2, 2);
   else
     want("blobs", s.blobs.size(), 0, 0);
-  if (s.kind == "conv" || s.kind == "inner_product" || (s.kind == "matmul" && !s.blobs.empty()))
+  if (weighted)
     EMBER_CHECK(s.blobs[0] >= 0, ErrorCode::kCorrupt, where, ".blobs[0]: the weights blob is required");
 }
 

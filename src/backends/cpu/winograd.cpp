@@ -1,0 +1,278 @@
+#include "backends/cpu/winograd.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <cstring>
+#include <unordered_map>
+
+#include "ember/error.h"
+#include "ember/format.h"
+
+namespace ember::cpu {
+
+namespace {
+
+using dnnl::memory;
+
+constexpr int64_t kBlock = 8;  // channels per nChw8c block = floats per AVX2 register
+constexpr int kTile = 4;       // input tile edge (2x2 outputs of a 3x3 filter)
+constexpr int kPositions = kTile * kTile;
+constexpr size_t kAlign = 64;
+
+size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// Geometry of one run, from the value dims.
+struct Geometry {
+  int64_t n, c, h, w, k, oh, ow;
+  int64_t pad_t, pad_l;
+  int64_t tiles_h, tiles_w, tiles;  // tiles = n * tiles_h * tiles_w
+};
+
+struct PostOp {
+  enum Kind { kRelu, kSum } kind;
+  float scale = 1.f;
+  int value = -1;
+};
+
+// V[pos][t][c] = (Bt d B)[pos] for every tile t and channel block `cb`.
+__attribute__((target("avx2,fma"))) void input_transform(const float* src, float* v, const Geometry& g, int64_t t,
+                                                         int64_t cb) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
+  const int64_t h0 = th * 2 - g.pad_t, w0 = tw * 2 - g.pad_l;
+  const float* base = src + (n * (g.c / kBlock) + cb) * g.h * g.w * kBlock;
+  __m256 d[kTile][kTile];
+  const bool inside = h0 >= 0 && h0 + kTile <= g.h && w0 >= 0 && w0 + kTile <= g.w;
+  for (int i = 0; i < kTile; ++i) {
+    for (int j = 0; j < kTile; ++j) {
+      const int64_t hh = h0 + i, ww = w0 + j;
+      d[i][j] = inside || (hh >= 0 && hh < g.h && ww >= 0 && ww < g.w)
+                    ? _mm256_loadu_ps(base + (hh * g.w + ww) * kBlock)
+                    : _mm256_setzero_ps();
+    }
+  }
+  __m256 e[kTile][kTile];
+  for (int i = 0; i < kTile; ++i) {  // d B
+    e[i][0] = _mm256_sub_ps(d[i][0], d[i][2]);
+    e[i][1] = _mm256_add_ps(d[i][1], d[i][2]);
+    e[i][2] = _mm256_sub_ps(d[i][2], d[i][1]);
+    e[i][3] = _mm256_sub_ps(d[i][1], d[i][3]);
+  }
+  float* out = v + t * g.c + cb * kBlock;
+  const int64_t pos_stride = g.tiles * g.c;
+  for (int j = 0; j < kTile; ++j) {  // Bt (d B)
+    _mm256_storeu_ps(out + (0 * kTile + j) * pos_stride, _mm256_sub_ps(e[0][j], e[2][j]));
+    _mm256_storeu_ps(out + (1 * kTile + j) * pos_stride, _mm256_add_ps(e[1][j], e[2][j]));
+    _mm256_storeu_ps(out + (2 * kTile + j) * pos_stride, _mm256_sub_ps(e[2][j], e[1][j]));
+    _mm256_storeu_ps(out + (3 * kTile + j) * pos_stride, _mm256_sub_ps(e[1][j], e[3][j]));
+  }
+}
+
+// dst tile = At M A + bias, then the post-ops, for tile t and output channel block kb.
+__attribute__((target("avx2,fma"))) void output_transform(const float* m, const float* bias,
+                                                          const std::vector<PostOp>& post_ops,
+                                                          const std::vector<const float*>& operands, float* dst,
+                                                          const Geometry& g, int64_t t, int64_t kb) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
+  const float* in = m + t * g.k + kb * kBlock;
+  const int64_t pos_stride = g.tiles * g.k;
+  __m256 s[kTile][2];
+  for (int i = 0; i < kTile; ++i) {  // M A
+    const __m256 m0 = _mm256_loadu_ps(in + (i * kTile + 0) * pos_stride);
+    const __m256 m1 = _mm256_loadu_ps(in + (i * kTile + 1) * pos_stride);
+    const __m256 m2 = _mm256_loadu_ps(in + (i * kTile + 2) * pos_stride);
+    const __m256 m3 = _mm256_loadu_ps(in + (i * kTile + 3) * pos_stride);
+    s[i][0] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+    s[i][1] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+  }
+  const __m256 b = bias ? _mm256_loadu_ps(bias + kb * kBlock) : _mm256_setzero_ps();
+  const __m256 zero = _mm256_setzero_ps();
+  for (int i = 0; i < 2; ++i) {
+    const int64_t oh = th * 2 + i;
+    if (oh >= g.oh) break;
+    for (int j = 0; j < 2; ++j) {
+      const int64_t ow = tw * 2 + j;
+      if (ow >= g.ow) break;
+      __m256 y = i == 0 ? _mm256_add_ps(_mm256_add_ps(s[0][j], s[1][j]), s[2][j])
+                        : _mm256_sub_ps(_mm256_sub_ps(s[1][j], s[2][j]), s[3][j]);
+      y = _mm256_add_ps(y, b);
+      const int64_t off = ((n * (g.k / kBlock) + kb) * g.oh + oh) * g.ow * kBlock + ow * kBlock;
+      for (size_t p = 0; p < post_ops.size(); ++p) {
+        if (post_ops[p].kind == PostOp::kRelu) {
+          y = _mm256_max_ps(y, zero);
+        } else {  // read before the store below: the operand may share the destination's bytes
+          y = _mm256_fmadd_ps(_mm256_set1_ps(post_ops[p].scale), _mm256_loadu_ps(operands[p] + off), y);
+        }
+      }
+      _mm256_storeu_ps(dst + off, y);
+    }
+  }
+}
+
+class WinogradExec final : public StepExec {
+ public:
+  WinogradExec(const PlanStep& s, const ExecEnv& env) : in_(s.inputs.at(0)), out_(s.outputs.at(0)) {
+    const Plan& plan = *env.plan;
+    const Shape& xd = env.dims.at(in_);
+    const Shape& yd = env.dims.at(out_);
+    EMBER_CHECK(winograd_supported_on_host(), ErrorCode::kIncompatibleTarget,
+                "the Winograd kernel needs AVX2 and FMA, which this host lacks");
+    EMBER_CHECK(xd.size() == 4 && yd.size() == 4 && xd[0] == yd[0] && xd[1] % kBlock == 0 && yd[1] % kBlock == 0,
+                ErrorCode::kCorrupt, "expected source [N, C, H, W] and destination [N, K, OH, OW] with C and K ",
+                "multiples of 8, found ", shape_str(xd), " and ", shape_str(yd));
+    EMBER_CHECK(s.pad_l.size() == 2 && s.pad_r.size() == 2, ErrorCode::kCorrupt,
+                "pad_l / pad_r: expected 2 entries each, found ", s.pad_l.size(), " and ", s.pad_r.size());
+    g_ = {xd[0], xd[1], xd[2], xd[3], yd[1], yd[2], yd[3], s.pad_l[0], s.pad_l[1], 0, 0, 0};
+    EMBER_CHECK(g_.oh == g_.h + s.pad_l[0] + s.pad_r[0] - 2 && g_.ow == g_.w + s.pad_l[1] + s.pad_r[1] - 2 &&
+                    g_.oh > 0 && g_.ow > 0,
+                ErrorCode::kCorrupt, "destination ", shape_str(yd), " does not match a 3x3 stride-1 convolution of ",
+                shape_str(xd), " with padding ", shape_str(s.pad_l), "/", shape_str(s.pad_r));
+    EMBER_CHECK(env.descs.at(in_) == winograd_layout(xd) && env.descs.at(out_) == winograd_layout(yd),
+                ErrorCode::kCorrupt, "source and destination must be in the nChw8c layout");
+    g_.tiles_h = (g_.oh + 1) / 2;
+    g_.tiles_w = (g_.ow + 1) / 2;
+    g_.tiles = g_.n * g_.tiles_h * g_.tiles_w;
+
+    EMBER_CHECK(s.blobs.size() == 2 && s.blobs[0] >= 0, ErrorCode::kCorrupt, "expected blobs {U, bias|-1}");
+    const PlanBlob& u = plan.blobs.at(s.blobs[0]);
+    EMBER_CHECK(u.dtype == DType::kFloat32 && u.dims == Shape({kPositions, g_.c, g_.k}), ErrorCode::kCorrupt,
+                "transformed weights: expected float32 [16, ", g_.c, ", ", g_.k, "], found ", dtype_name(u.dtype), " ",
+                shape_str(u.dims));
+    u_ = reinterpret_cast<const float*>(env.blob_ptr(s.blobs[0]));
+    if (s.blobs[1] >= 0) {
+      const PlanBlob& b = plan.blobs.at(s.blobs[1]);
+      EMBER_CHECK(b.dtype == DType::kFloat32 && b.dims == Shape({g_.k}), ErrorCode::kCorrupt,
+                  "bias: expected float32 [", g_.k, "], found ", dtype_name(b.dtype), " ", shape_str(b.dims));
+      bias_ = reinterpret_cast<const float*>(env.blob_ptr(s.blobs[1]));
+    }
+    for (const PlanPostOp& p : s.post_ops) {
+      if (p.kind == "eltwise" && p.alg == "relu" && p.alpha == 0.f) {
+        post_ops_.push_back({PostOp::kRelu, 1.f, -1});
+      } else if (p.kind == "sum") {
+        EMBER_CHECK(p.value >= 0 && env.dims.at(p.value) == yd && env.descs.at(p.value) == env.descs.at(out_),
+                    ErrorCode::kCorrupt, "sum operand ", p.value, " must have the destination's shape and layout");
+        post_ops_.push_back({PostOp::kSum, p.scale, p.value});
+      } else {
+        fail(ErrorCode::kCorrupt, "post-op ", p.kind, p.alg.empty() ? "" : cat(" ", p.alg),
+             " is not supported by the Winograd kernel (only relu and sum)");
+      }
+    }
+
+    // M[16, tiles, K] = V[16, tiles, C] x U[16, C, K], one oneDNN batched matmul.
+    const auto f = memory::data_type::f32;
+    const auto abc = memory::format_tag::abc;
+    v_desc_ = memory::desc({kPositions, g_.tiles, g_.c}, f, abc);
+    u_desc_ = memory::desc({kPositions, g_.c, g_.k}, f, abc);
+    m_desc_ = memory::desc({kPositions, g_.tiles, g_.k}, f, abc);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(v_desc_, u_desc_, m_desc_), attr, cpu_engine());
+    matmul_ = dnnl::matmul(pd);
+    pad_desc_ = pd.scratchpad_desc();
+    m_offset_ = align_up(v_desc_.get_size());
+    pad_offset_ = m_offset_ + align_up(m_desc_.get_size());
+    scratch_bytes = pad_offset_ + align_up(pad_desc_.get_size());
+    impl = cat("winograd_2x2_3x3:avx2+", pd.impl_info_str());
+  }
+
+  void run(RunState& st) const override {
+    const float* src = reinterpret_cast<const float*>(st.ptr.at(in_));
+    float* dst = reinterpret_cast<float*>(st.ptr.at(out_));
+    float* v = reinterpret_cast<float*>(st.scratch);
+    float* m = reinterpret_cast<float*>(st.scratch + m_offset_);
+    std::vector<const float*> operands(post_ops_.size(), nullptr);
+    for (size_t p = 0; p < post_ops_.size(); ++p)
+      if (post_ops_[p].kind == PostOp::kSum) operands[p] = reinterpret_cast<const float*>(st.ptr.at(post_ops_[p].value));
+    const Geometry& g = g_;
+    const int64_t cblocks = g.c / kBlock, kblocks = g.k / kBlock;
+
+#pragma omp parallel for schedule(static)
+    for (int64_t item = 0; item < g.tiles * cblocks; ++item) input_transform(src, v, g, item / cblocks, item % cblocks);
+
+    const dnnl::engine& eng = cpu_engine();
+    std::unordered_map<int, memory> args = {
+        {DNNL_ARG_SRC, memory(v_desc_, eng, v)},
+        {DNNL_ARG_WEIGHTS, memory(u_desc_, eng, const_cast<float*>(u_))},
+        {DNNL_ARG_DST, memory(m_desc_, eng, m)}};
+    if (pad_desc_.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(pad_desc_, eng, st.scratch + pad_offset_));
+    matmul_.execute(*st.stream, args);
+    st.stream->wait();
+
+#pragma omp parallel for schedule(static)
+    for (int64_t item = 0; item < g.tiles * kblocks; ++item)
+      output_transform(m, bias_, post_ops_, operands, dst, g, item / kblocks, item % kblocks);
+  }
+
+ private:
+  int in_, out_;
+  Geometry g_{};
+  const float* u_ = nullptr;
+  const float* bias_ = nullptr;
+  std::vector<PostOp> post_ops_;
+  memory::desc v_desc_, u_desc_, m_desc_, pad_desc_;
+  dnnl::matmul matmul_;
+  size_t m_offset_ = 0, pad_offset_ = 0;
+};
+
+}  // namespace
+
+bool winograd_supported_on_host() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+bool winograd_fits(const Shape& src, const Shape& weight, int64_t groups, const std::vector<int64_t>& stride,
+                   const std::vector<int64_t>& dilation, const std::vector<int64_t>& pad_l,
+                   const std::vector<int64_t>& pad_r) {
+  if (src.size() != 4 || weight.size() != 4 || groups != 1) return false;
+  if (src[1] % kBlock != 0 || weight[0] % kBlock != 0 || weight[1] != src[1]) return false;
+  if (weight[2] != 3 || weight[3] != 3) return false;
+  if (stride != std::vector<int64_t>{1, 1} || dilation != std::vector<int64_t>{1, 1}) return false;
+  if (pad_l.size() != 2 || pad_r.size() != 2) return false;
+  for (int64_t p : pad_l)
+    if (p < 0 || p > 1) return false;
+  for (int64_t p : pad_r)
+    if (p < 0 || p > 1) return false;
+  return src[2] + pad_l[0] + pad_r[0] >= 3 && src[3] + pad_l[1] + pad_r[1] >= 3;
+}
+
+Tensor winograd_transform_weights(const Tensor& weight) {
+  EMBER_CHECK(weight.dtype() == DType::kFloat32 && weight.dim() == 4 && weight.size(2) == 3 && weight.size(3) == 3,
+              ErrorCode::kInvalidArgument, "Winograd weights: expected float32 [K, C, 3, 3], found ",
+              weight.to_string());
+  const Tensor w = weight.contiguous();
+  const int64_t k_n = w.size(0), c_n = w.size(1);
+  static constexpr double G[kTile][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  Tensor u = Tensor::empty({kPositions, c_n, k_n}, DType::kFloat32);
+  const float* src = w.data<float>();
+  float* dst = u.data<float>();
+  for (int64_t k = 0; k < k_n; ++k) {
+    for (int64_t c = 0; c < c_n; ++c) {
+      const float* g = src + (k * c_n + c) * 9;
+      double gt[kTile][3];  // G g
+      for (int i = 0; i < kTile; ++i)
+        for (int b = 0; b < 3; ++b) gt[i][b] = G[i][0] * g[0 * 3 + b] + G[i][1] * g[1 * 3 + b] + G[i][2] * g[2 * 3 + b];
+      for (int i = 0; i < kTile; ++i)
+        for (int j = 0; j < kTile; ++j) {  // (G g) Gt
+          const double x = gt[i][0] * G[j][0] + gt[i][1] * G[j][1] + gt[i][2] * G[j][2];
+          dst[((i * kTile + j) * c_n + c) * k_n + k] = static_cast<float>(x);
+        }
+    }
+  }
+  return u;
+}
+
+memory::desc winograd_layout(const Shape& dims) {
+  return memory::desc(memory::dims(dims.begin(), dims.end()), memory::data_type::f32, memory::format_tag::nChw8c);
+}
+
+std::unique_ptr<StepExec> make_winograd_exec(const PlanStep& step, const ExecEnv& env) {
+  return std::make_unique<WinogradExec>(step, env);
+}
+
+}  // namespace ember::cpu

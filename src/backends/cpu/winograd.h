@@ -1,0 +1,51 @@
+// Winograd F(2x2, 3x3) convolution: a tactic for 3x3, stride-1, dense fp32 convolutions
+// that oneDNN implements on x86 only with AVX-512. Each 2x2 output tile costs 16
+// multiplications per input/output channel pair instead of 36 (2.25x fewer), at the price
+// of transforms in and out:
+//
+//   V = Bt d B    (4x4 input tile d, per input channel)          input transform
+//   M = V U       (16 independent [tiles, C] x [C, K] products) oneDNN batched matmul
+//   Y = At M A    (2x2 output tile, per output channel)          output transform
+//
+// U = G g Gt (g: the 3x3 filter) is computed once at build time and stored in the engine in
+// place of the filter, as [16, C, K]. Source and destination are in oneDNN's nChw8c layout
+// (8 channels innermost, one AVX2 register), the layout oneDNN's AVX2 convolutions use, so a
+// Winograd step between two of them needs no reorder. Bias, a residual sum and ReLU are
+// applied in the output transform. The builder times this kernel against oneDNN's and keeps
+// the faster (docs/cpu-backend.md).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "backends/cpu/exec.h"
+#include "backends/cpu/plan.h"
+#include "ember/tensor.h"
+
+namespace ember::cpu {
+
+// Whether this host can run the Winograd kernel (x86-64 with AVX2 and FMA).
+bool winograd_supported_on_host();
+
+// Whether a convolution fits the kernel: fp32 is the caller's check; here a 4-D input of
+// `src` dims with channels a multiple of 8, a [K, C, 3, 3] filter with K a multiple of 8,
+// one group, stride 1, no dilation, padding at most 1 on each side (pads: top, left, bottom,
+// right in `pad_l` / `pad_r` order as in the plan).
+bool winograd_fits(const Shape& src, const Shape& weight, int64_t groups, const std::vector<int64_t>& stride,
+                   const std::vector<int64_t>& dilation, const std::vector<int64_t>& pad_l,
+                   const std::vector<int64_t>& pad_r);
+
+// U = G g Gt for every (k, c): [K, C, 3, 3] float32 -> [16, C, K] float32 (computed in double).
+Tensor winograd_transform_weights(const Tensor& weight);
+
+// The layout of a Winograd step's source and destination: nChw8c.
+dnnl::memory::desc winograd_layout(const Shape& dims);
+
+// The kernel of a "winograd" plan step (validates the step against `env`; kCorrupt names
+// what does not fit).
+std::unique_ptr<StepExec> make_winograd_exec(const PlanStep& step, const ExecEnv& env);
+
+}  // namespace ember::cpu
