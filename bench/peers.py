@@ -3,6 +3,7 @@
 in one run on one machine.
 
 usage: python3 bench/peers.py [--model resnet18] [--rounds 3] [--iterations 100] [--threads 2]
+                              [--max-weight-growth F] [--also-growth F]
                               [--torch] [--torch-python PYTHON]
 
 For the fixture MODEL (../shared/fixtures/MODEL.pt2 and MODEL.onnx, same weights):
@@ -207,6 +208,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-weight-growth", type=float, default=None,
+                    help="ember compile --max-weight-growth for the .ep (default: the compiler's)")
+    ap.add_argument("--also-growth", type=float, default=None,
+                    help="also compile an .ep with this --max-weight-growth and run it in every round")
     ap.add_argument("--torch", action="store_true", help="add PyTorch eager (Debian python3-torch) as a peer")
     ap.add_argument("--torch-python", default=None, help="Python interpreter that has PyTorch")
     args = ap.parse_args()
@@ -222,10 +227,20 @@ def main():
             sys.exit("--torch: the PyTorch eager peer builds resnet18 only (and needs its .io.safetensors)")
         torch_python = find_torch_python(args.torch_python)
 
-    t0 = time.perf_counter()
-    subprocess.run([EMBER, "compile", pt2, "-o", ep, "--threads", str(args.threads), "-q"], check=True,
-                   stdout=subprocess.DEVNULL)
-    compile_s = time.perf_counter() - t0
+    def compile_ep(path, growth):
+        cmd = [EMBER, "compile", pt2, "-o", path, "--threads", str(args.threads), "-q"]
+        if growth is not None:
+            cmd += ["--max-weight-growth", str(growth)]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - t0
+
+    compile_s = compile_ep(ep, args.max_weight_growth)
+    alt_ep = None
+    if args.also_growth is not None:
+        alt_ep = os.path.join(PEERS, f"{args.model}.growth{args.also_growth:g}.ep")
+        alt_compile_s = compile_ep(alt_ep, args.also_growth)
+    alt_med, alt_loads = [], []
 
     ember_med, ort_med, torch_med, loads, ort_create, torch_build = [], [], [], [], [], []
     torch_info = {}
@@ -247,6 +262,12 @@ def main():
                           "torch_max_abs_err": t["max_abs_err"]}
             line += (f" | pytorch {t['torch_version']} eager median {t['median_ms']:.2f} ms (p90 {t['p90_ms']:.2f}), "
                      f"build + weights {t['build_ms']:.0f} ms")
+        if alt_ep:
+            a = ember_run(alt_ep, args.iterations, args.threads, io)
+            alt_med.append(a["latency_ms"]["median"])
+            alt_loads.append(a["load_ms"])
+            line += (f" | ember (growth {args.also_growth:g}) median {a['latency_ms']['median']:.2f} ms "
+                     f"(p90 {a['latency_ms']['p90']:.2f}), load {a['load_ms']:.1f} ms")
         print(line, flush=True)
 
     em, om, load = statistics.median(ember_med), statistics.median(ort_med), statistics.median(loads)
@@ -258,6 +279,12 @@ def main():
         "ort_session_create_ms": statistics.median(ort_create),
         "ep_bytes": ep_bytes, "weight_bytes": w_bytes, "ep_over_weights": ep_bytes / w_bytes,
     }
+    if alt_ep:
+        am, al = statistics.median(alt_med), statistics.median(alt_loads)
+        report["also"] = {"max_weight_growth": args.also_growth, "ember_median_ms": am,
+                          "latency_ratio_ember_over_ort": am / om, "compile_s": alt_compile_s, "load_ms": al,
+                          "compile_over_load": alt_compile_s * 1000 / al, "ep_bytes": os.path.getsize(alt_ep),
+                          "ep_over_weights": os.path.getsize(alt_ep) / w_bytes}
     if torch_python:
         tm = statistics.median(torch_med)
         report.update({"torch_median_ms": tm, "latency_ratio_ember_over_torch": em / tm,

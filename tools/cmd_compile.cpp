@@ -1,6 +1,7 @@
 // ember compile MODEL.pt2 -o MODEL.ep [--device cpu] [--min-block-size N]
 //              [--torch-executed-ops OP,...] [--shapes NAME:MINxDIMS..MAXxDIMS]
-//              [--standalone] [--no-timing] [--threads N] [--keep-sample-inputs] [--quiet]
+//              [--standalone] [--no-timing] [--threads N] [--max-weight-growth F]
+//              [--keep-sample-inputs] [--quiet]
 //
 // Compiles a torch.export archive into an .ep (engines inside the exported program) or,
 // with --standalone, into one .engine file. Prints the partitioning summary, per-engine
@@ -33,6 +34,7 @@ struct CompileCliOptions {
   std::vector<std::string> shapes;
   bool standalone = false;
   bool no_timing = false;
+  double max_weight_growth = 0.01;
   bool keep_sample_inputs = false;
   bool quiet = false;
   int threads = 0;
@@ -87,6 +89,7 @@ int run_compile(const CompileCliOptions& cli) {
   }
   options.standalone = cli.standalone;
   options.build.time_tactics = !cli.no_timing;
+  options.build.max_weight_growth = cli.max_weight_growth;
   options.build.threads = cli.threads;
   if (!cli.quiet) {
     options.progress = [](const std::string& msg) {
@@ -133,6 +136,10 @@ void add_compile_command(CLI::App& app, int* exit_code) {
                   "Input shape ranges the engines are built for: NAME:MINxDIMS..MAXxDIMS (e.g. x:1x32..16x32)");
   cmd->add_flag("--standalone", o->standalone, "Compile the whole graph into one engine (error if it cannot)");
   cmd->add_flag("--no-timing", o->no_timing, "Do not time tactics: take the first implementation (faster builds)");
+  cmd->add_option("--max-weight-growth", o->max_weight_growth,
+                  "How much faster kernels may grow the stored weights, as a fraction of them (default 0.01; "
+                  "e.g. 1 lets every Winograd convolution in: fastest engine, larger file)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--threads", o->threads, "Threads for tactic timing (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--keep-sample-inputs", o->keep_sample_inputs,

@@ -39,7 +39,7 @@ namespace ember {
 
 inline constexpr char kEngineMagic[8] = {'E', 'M', 'B', 'E', 'R', 'E', 'N', 'G'};
 inline constexpr uint16_t kEngineFormatMajor = 1;
-inline constexpr uint16_t kEngineFormatMinor = 0;
+inline constexpr uint16_t kEngineFormatMinor = 1;  // 1.1: CPU plans may hold "winograd" steps
 inline constexpr uint32_t kEngineHeaderSize = 64;  // v1.0 header size
 inline constexpr uint32_t kEngineSectionRecordSize = 64;
 inline constexpr uint32_t kEngineSectionAlignment = 64;  // minimum alignment of every section

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/winograd.h"
 #include "ember/engine.h"
 #include "ember/log.h"
 #include "ops/arg_convert.h"
@@ -621,6 +622,153 @@ TEST(CpuBackendTactics, AlternatingTacticsPerOpMatchReference) {
     o.timing_iterations = 2;
     check_residual(build_engine(g, o), want, inputs, cat("timed build ", run));
   }
+}
+
+// ---------------------------------------------------------------- Winograd convolutions
+
+struct WinogradCase {
+  int64_t n, c, k, h, w, pad;
+  bool bias;
+  std::string post;  // "", "relu", "sum+relu"
+};
+
+class WinogradTest : public ::testing::TestWithParam<WinogradCase> {};
+
+// The Winograd tactic, forced, against the reference convolution: partial 2x2 tiles (odd
+// output sizes), no padding, outputs smaller than a tile, C != K, a residual sum whose
+// operand the memory plan may place at the destination's bytes.
+TEST_P(WinogradTest, MatchesReferenceConvolution) {
+  if (!winograd_supported_on_host()) GTEST_SKIP() << "the Winograd kernel needs AVX2 and FMA";
+  const WinogradCase& p = GetParam();
+  const int64_t oh = p.h + 2 * p.pad - 2, ow = p.w + 2 * p.pad - 2;
+  GraphMaker m;
+  m.g.name = "winograd";
+  int x = m.value("x", {p.n, p.c, p.h, p.w});
+  int r = m.value("r", {p.n, p.k, oh, ow});
+  int y = m.value("y", {p.n, p.k, oh, ow});
+  Tensor wt = random_tensor({p.k, p.c, 3, 3}, 100, -0.3f, 0.3f), b = random_tensor({p.k}, 101);
+  FusedOp& conv = m.op("conv2d", {x}, {y}, "wconv");
+  conv.constants = {wt};
+  if (p.bias) conv.constants.push_back(b);
+  conv.attrs = {{"stride", {1, 1}}, {"padding", {p.pad, p.pad}}};
+  PostOp sum;
+  sum.kind = PostOp::Kind::kSum;
+  sum.value = r;
+  if (p.post == "relu") conv.post_ops = {elt("relu")};
+  if (p.post == "sum+relu") conv.post_ops = {sum, elt("relu")};
+  m.g.inputs = {x, r};
+  m.g.outputs = {y};
+  BuildOptions o = fast();
+  o.force_tactics = {{"wconv", "winograd"}};
+  auto bytes = build_engine(m.g, o);
+  EXPECT_EQ(plan_tactics(bytes)["wconv"], "winograd");
+  auto e = Engine::load(bytes, "winograd.engine");
+  EXPECT_NE(e->describe().find("winograd_2x2_3x3"), std::string::npos) << e->describe();
+  Tensor in = random_tensor({p.n, p.c, p.h, p.w}, 102), res = random_tensor({p.n, p.k, oh, ow}, 103);
+  Tensor want = ref_conv(in, wt, p.bias ? &b : nullptr, {1, 1}, {p.pad, p.pad});
+  if (p.post == "sum+relu") want = ref("torch.ops.aten.add.Tensor", {{"self", T(want)}, {"other", T(res)}});
+  if (!p.post.empty()) want = ref_unary("relu", want);
+  auto out = e->run({in, res});
+  expect_close(out.at(0), want);
+  // Serialized and loaded again: bitwise the same.
+  EXPECT_TRUE(bitwise_equal(Engine::load(bytes, "again.engine")->run({in, res}).at(0), out.at(0)));
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, WinogradTest,
+                         ::testing::Values(WinogradCase{1, 8, 8, 8, 8, 1, true, "relu"},
+                                           WinogradCase{2, 16, 24, 9, 13, 1, true, "sum+relu"},
+                                           WinogradCase{3, 8, 16, 6, 5, 0, false, ""},
+                                           WinogradCase{1, 8, 8, 1, 1, 1, true, "relu"},
+                                           WinogradCase{2, 32, 8, 3, 3, 0, true, "sum+relu"},
+                                           WinogradCase{1, 64, 64, 14, 14, 1, true, "sum+relu"}));
+
+TEST(CpuBackendTactics, WinogradIsOfferedOnlyWhereItFits) {
+  if (!winograd_supported_on_host()) GTEST_SKIP() << "the Winograd kernel needs AVX2 and FMA";
+  EXPECT_TRUE(winograd_fits({1, 8, 5, 5}, {16, 8, 3, 3}, 1, {1, 1}, {1, 1}, {1, 1}, {1, 1}));
+  EXPECT_FALSE(winograd_fits({1, 3, 5, 5}, {16, 3, 3, 3}, 1, {1, 1}, {1, 1}, {1, 1}, {1, 1}));   // C % 8
+  EXPECT_FALSE(winograd_fits({1, 8, 5, 5}, {12, 8, 3, 3}, 1, {1, 1}, {1, 1}, {1, 1}, {1, 1}));   // K % 8
+  EXPECT_FALSE(winograd_fits({1, 8, 5, 5}, {16, 8, 3, 3}, 1, {2, 2}, {1, 1}, {1, 1}, {1, 1}));   // stride
+  EXPECT_FALSE(winograd_fits({1, 8, 5, 5}, {16, 8, 3, 3}, 1, {1, 1}, {2, 2}, {1, 1}, {1, 1}));   // dilation
+  EXPECT_FALSE(winograd_fits({1, 8, 5, 5}, {16, 4, 3, 3}, 2, {1, 1}, {1, 1}, {1, 1}, {1, 1}));   // groups
+  EXPECT_FALSE(winograd_fits({1, 8, 5, 5}, {16, 8, 5, 5}, 1, {1, 1}, {1, 1}, {2, 2}, {2, 2}));   // 5x5
+  EXPECT_FALSE(winograd_fits({1, 8, 5, 5}, {16, 8, 3, 3}, 1, {1, 1}, {1, 1}, {2, 2}, {2, 2}));   // pad 2
+  // Forcing it where it does not fit names the tactics the op has.
+  GraphMaker m;
+  m.g.name = "strided";
+  int x = m.value("x", {1, 8, 8, 8});
+  int y = m.value("y", {1, 8, 4, 4});
+  FusedOp& c = m.op("conv2d", {x}, {y}, "strided");
+  c.constants = {random_tensor({8, 8, 3, 3}, 104)};
+  c.attrs = {{"stride", {2, 2}}, {"padding", {1, 1}}};
+  m.g.inputs = {x};
+  m.g.outputs = {y};
+  BuildOptions o = fast();
+  o.force_tactics = {{"strided", "winograd"}};
+  try {
+    build_engine(m.g, o);
+    FAIL() << "expected kUnsupported";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("(blocked, plain, reference)"), std::string::npos) << e.what();
+  }
+}
+
+// Winograd blocks in a dynamic-batch residual network (relaid out for other batch sizes;
+// the second conv's residual sum in place).
+TEST(CpuBackendTactics, WinogradInADynamicResidualNetwork) {
+  if (!winograd_supported_on_host()) GTEST_SKIP() << "the Winograd kernel needs AVX2 and FMA";
+  ResNetWeights w;
+  EngineGraph g = residual_graph(w, 2, true);
+  std::map<int64_t, Tensor> inputs;
+  std::map<int64_t, std::vector<Tensor>> want;
+  for (int64_t n : {1, 5, 8, 16}) {
+    inputs[n] = random_tensor({n, 3, 16, 16}, 110 + static_cast<uint32_t>(n));
+    want[n] = residual_reference(w, 2, inputs[n]);
+  }
+  BuildOptions o = fast();
+  o.force_tactics = {{"block.conv1", "winograd"}, {"block.conv2", "winograd"}, {"block2.conv1", "plain"},
+                     {"block2.conv2", "winograd"}};
+  auto bytes = build_engine(g, o);
+  auto t = plan_tactics(bytes);
+  EXPECT_EQ(t["block.conv1"], "winograd");
+  EXPECT_EQ(t["block2.conv2"], "winograd");
+  check_residual(bytes, want, inputs, describe_forced(o.force_tactics));
+}
+
+// The weight growth budget: with none, no candidate that stores more than the op's own
+// constants is kept, even when timing would pick it; forcing a tactic overrides the budget.
+TEST(CpuBackendTactics, WeightGrowthBudgetKeepsWinogradOut) {
+  if (!winograd_supported_on_host()) GTEST_SKIP() << "the Winograd kernel needs AVX2 and FMA";
+  GraphMaker m;
+  m.g.name = "budget";
+  int x = m.value("x", {1, 64, 28, 28});
+  int y = m.value("y", {1, 64, 28, 28});
+  FusedOp& c = m.op("conv2d", {x}, {y}, "conv");
+  Tensor wt = random_tensor({64, 64, 3, 3}, 120, -0.1f, 0.1f);
+  c.constants = {wt};
+  c.attrs = {{"stride", {1, 1}}, {"padding", {1, 1}}};
+  m.g.inputs = {x};
+  m.g.outputs = {y};
+  BuildOptions o;
+  o.timing_iterations = 1;
+  o.timing_rounds = 1;
+  o.max_weight_growth = 0;
+  std::vector<std::string> progress;
+  o.progress = [&](const std::string& s) { progress.push_back(s); };
+  auto bytes = build_engine(m.g, o);
+  EXPECT_NE(plan_tactics(bytes)["conv"], "winograd");
+  EngineView view = EngineView::parse(bytes, "budget.engine");
+  EXPECT_LE(view.section(kSectionWeights)->nbytes(), static_cast<size_t>(wt.nbytes()));
+  ASSERT_FALSE(progress.empty());
+  EXPECT_NE(progress.back().find("over the weight growth budget: winograd +"), std::string::npos) << progress.back();
+  o.force_tactics = {{"conv", "winograd"}};
+  bytes = build_engine(m.g, o);
+  EXPECT_EQ(plan_tactics(bytes)["conv"], "winograd");
+  EXPECT_EQ(EngineView::parse(bytes, "budget.engine").section(kSectionWeights)->nbytes(),
+            static_cast<size_t>(wt.nbytes()) * 16 / 9);
+  o.force_tactics.clear();
+  o.max_weight_growth = -1;
+  EXPECT_THROW(build_engine(m.g, o), Error);
 }
 
 // ---------------------------------------------------------------- serialization and robustness

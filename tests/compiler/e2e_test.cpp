@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "compiler_test_util.h"
+#include "backends/cpu/winograd.h"
 #include "ember/safetensors.h"
 
 namespace ember {
@@ -93,6 +94,27 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, CompileFixture,
                          ::testing::Values("mlp_pytree", "cnn_small", "cnn_small_core_aten", "transformer_layer",
                                            "mlp_dynamic_batch", "resnet18", "constants", "tied_weights",
                                            "namedtuple_kwargs", "buffer_mutation"));
+
+// ResNet-18 with every 3x3 stride-1 convolution on the Winograd kernel (forced by op name,
+// whatever the weight growth), against PyTorch's outputs.
+TEST(CompileProgram, WinogradResNet18MatchesPyTorch) {
+  if (!cpu::winograd_supported_on_host()) GTEST_SKIP() << "the Winograd kernel needs AVX2 and FMA";
+  Pt2Archive input = read_pt2(data_file("resnet18.pt2"));
+  CompileOptions o = fast_options();
+  for (const char* name : {"conv2d_1+batch_norm_1+relu__1", "conv2d_2+batch_norm_2+add_+relu__2",
+                           "conv2d_3+batch_norm_3+relu__3", "conv2d_4+batch_norm_4+add__1+relu__4",
+                           "conv2d_6+batch_norm_6", "conv2d_8+batch_norm_8+relu__7",
+                           "conv2d_9+batch_norm_9+add__3+relu__8", "conv2d_11+batch_norm_11",
+                           "conv2d_13+batch_norm_13+relu__11", "conv2d_14+batch_norm_14+add__5+relu__12",
+                           "conv2d_16+batch_norm_16", "conv2d_18+batch_norm_18+relu__15",
+                           "conv2d_19+batch_norm_19+add__7+relu__16"})
+    o.build.force_tactics[name] = "winograd";
+  int picked = 0;
+  o.progress = [&](const std::string& msg) { picked += msg.find("picked winograd") != std::string::npos; };
+  Pt2Archive ep = compile_program(input, o, nullptr);
+  EXPECT_EQ(picked, 13);
+  check_cases("resnet18", [&](const std::vector<Tensor>& in) { return ember::testing::run_model(ep.models[0], in); });
+}
 
 TEST(CompileStandalone, ListsEveryUnsupportedNode) {
   Pt2Archive input = read_pt2(data_file("mlp_pytree.pt2"));

@@ -197,7 +197,7 @@ TEST(Compat, CheckEnginesGradesEachEngineWithoutThrowing) {
   EXPECT_NE(results[1].error_message.find("corrupted"), std::string::npos);
   EXPECT_TRUE(results[2].readable);
   EXPECT_FALSE(results[2].report.compatible());
-  EXPECT_EQ(results[2].report.findings.at(0).expected, "3.0");
+  EXPECT_EQ(results[2].report.findings.at(0).expected, "3." + std::to_string(kEngineFormatMinor));
 }
 
 }  // namespace

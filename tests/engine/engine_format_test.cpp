@@ -12,6 +12,10 @@
 namespace ember {
 namespace {
 
+// "1.1": the format version this build writes.
+std::string current_version() { return std::to_string(kEngineFormatMajor) + "." + std::to_string(kEngineFormatMinor); }
+
+
 using test::find_record;
 using test::get32;
 using test::get64;
@@ -48,7 +52,7 @@ TEST(EngineFormat, RoundTrip) {
   EXPECT_EQ(m.backend, "cpu");
   EXPECT_EQ(m.ember_version, EMBER_VERSION_STRING);
   EXPECT_EQ(m.format_major, 1);
-  EXPECT_EQ(m.format_minor, 0);
+  EXPECT_EQ(m.format_minor, kEngineFormatMinor);
   EXPECT_EQ(m.target, want.target);
   EXPECT_EQ(m.build_settings, want.build_settings);
   EXPECT_EQ(m.inputs, want.inputs);
@@ -75,7 +79,7 @@ TEST(EngineFormat, ByteLayoutMatchesTheDocument) {
   auto v = to_vector(sample_engine());
   EXPECT_EQ(std::string(v.begin(), v.begin() + 8), "EMBERENG");
   EXPECT_EQ(v[8] | (v[9] << 8), 1);    // major
-  EXPECT_EQ(v[10] | (v[11] << 8), 0);  // minor
+  EXPECT_EQ(v[10] | (v[11] << 8), kEngineFormatMinor);  // minor
   EXPECT_EQ(get32(v, 12), 64u);        // header size
   EXPECT_EQ(get32(v, 16), 4u);         // section count
   EXPECT_EQ(get32(v, 20), 0u);         // flags
@@ -97,7 +101,7 @@ TEST(EngineFormat, ByteLayoutMatchesTheDocument) {
   // meta is JSON text.
   uint64_t off = get64(v, record(0) + 24), size = get64(v, record(0) + 32);
   auto j = nlohmann::json::parse(v.begin() + off, v.begin() + off + size);
-  EXPECT_EQ(j["format_version"], "1.0");
+  EXPECT_EQ(j["format_version"], current_version());
   EXPECT_EQ(j["target"]["isa_features"], nlohmann::json({"avx2", "fma"}));
   EXPECT_EQ(j["inputs"][0]["shape"][0], nlohmann::json({{"min", 1}, {"max", 8}, {"symbol", "s0"}}));
   EXPECT_TRUE(j["inputs"][1]["shape"][0]["max"].is_null());
@@ -404,9 +408,10 @@ TEST(EngineFormat, MalformedMeta) {
                ErrorCode::kCorrupt, {"meta.target.arch", "string"});
   expect_error(
       [&] {
-        parse_vec(with_meta_text(v, replaced(text, "\"format_version\": \"1.0\"", "\"format_version\": \"1.3\"")));
+        parse_vec(with_meta_text(v, replaced(text, "\"format_version\": \"" + current_version() + "\"",
+                                             "\"format_version\": \"1.9\"")));
       },
-      ErrorCode::kCorrupt, {"meta.format_version", "expected 1.0", "found 1.3"});
+      ErrorCode::kCorrupt, {"meta.format_version", "expected " + current_version(), "found 1.9"});
   expect_error([&] { parse_vec(with_meta_text(v, replaced(text, "\"x\"", "\"\""))); }, ErrorCode::kCorrupt,
                {"meta.inputs[0].name"});
   // Invalid UTF-8 inside a string.
@@ -427,7 +432,8 @@ std::vector<uint8_t> with_format_version(uint16_t major, uint16_t minor) {
   test::put16(v, 8, major);
   test::put16(v, 10, minor);
   std::string text = meta_text(v);
-  v = with_meta_text(v, replaced(text, "\"1.0\"", "\"" + std::to_string(major) + "." + std::to_string(minor) + "\""));
+  v = with_meta_text(v, replaced(text, "\"" + current_version() + "\"",
+                                 "\"" + std::to_string(major) + "." + std::to_string(minor) + "\""));
   return v;
 }
 
@@ -439,18 +445,20 @@ TEST(EngineFormat, DifferentMajorIsAVersionMismatch) {
 }
 
 TEST(EngineFormat, NewerMinorParsesButIsIncompatible) {
-  auto v = with_format_version(1, 1);
-  v[record(1) + 60] = 7;  // a field reserved in 1.0 may be used by 1.1
+  const uint16_t newer = kEngineFormatMinor + 1;
+  const std::string newer_text = "1." + std::to_string(newer);
+  auto v = with_format_version(1, newer);
+  v[record(1) + 60] = 7;  // a field reserved in this minor may be used by a newer one
   reseal(v);
   EngineView view = parse_vec(v);
-  EXPECT_EQ(view.format_version().minor, 1);
+  EXPECT_EQ(view.format_version().minor, newer);
   CompatReport r = check_compatibility(view.meta(), parse_target_description("x86_64"), view.source());
   EXPECT_FALSE(r.compatible());
   EXPECT_EQ(r.findings[0].what, "engine format");
   EXPECT_EQ(r.findings[0].severity, CompatSeverity::kError);
-  EXPECT_EQ(r.findings[0].expected, "1.1");
+  EXPECT_EQ(r.findings[0].expected, newer_text);
   expect_error([&] { load_engine(to_storage(v), "model.engine", parse_target_description("x86_64")); },
-               ErrorCode::kVersionMismatch, {"model.engine", "subgraph_0", "engine format", "1.1", "newer"});
+               ErrorCode::kVersionMismatch, {"model.engine", "subgraph_0", "engine format", newer_text, "newer"});
 }
 
 TEST(EngineFormat, MetaJsonRoundTrip) {

@@ -360,6 +360,21 @@ class EngineBuilder {
     double best_ms = 0;
     Json timings = Json::object();
     std::vector<std::string> errors;
+    // Bytes a candidate adds to the stored weights beyond the op's own constants (e.g. the
+    // Winograd kernel's transformed filters are 16/9 of the filters): candidates are kept
+    // within the engine's weight growth budget, spent in graph order.
+    int64_t own_bytes = 0;
+    for (const Tensor& t : op.constants)
+      if (t.defined()) own_bytes += t.nbytes();
+    auto growth_of_emitted = [&] {
+      int64_t added = 0;
+      for (size_t b = base.blobs; b < plan_.blobs.size(); ++b) added += plan_.blobs[b].size;
+      return std::max<int64_t>(0, added - own_bytes);
+    };
+    const int64_t budget_left = growth_budget_ - growth_spent_;
+    std::map<std::string, int64_t> growth;
+    std::vector<std::string> over_budget;
+    std::string fallback;  // untimed builds: the first candidate that works, when none fits the budget
     if (opt_.time_tactics && candidates.size() > 1) {
       // Timed in rounds, candidates interleaved (each round starts with the next candidate),
       // keeping each candidate's minimum over the rounds: a burst of load from other
@@ -376,6 +391,7 @@ class EngineBuilder {
           if (!live[c]) continue;
           try {
             candidates[c].second();
+            growth[candidates[c].first] = growth_of_emitted();
             best_of[c] = std::min(best_of[c], time_steps(base.steps, nullptr));
           } catch (const std::exception& e) {
             errors.push_back(cat(candidates[c].first, ": ", e.what()));
@@ -389,16 +405,33 @@ class EngineBuilder {
         for (size_t c = 0; c < n; ++c)
           if (live[c] && best_of[c] > kHopelessFactor * fastest) live[c] = false;
       }
+      // The fastest within the budget; when none fits, the one that grows the weights least.
+      int64_t least = std::numeric_limits<int64_t>::max();
+      std::string least_name;
       for (size_t c = 0; c < n; ++c) {
         if (best_of[c] == std::numeric_limits<double>::infinity()) continue;  // failed
-        timings[candidates[c].first] = best_of[c];
-        if (best.empty() || best_of[c] < best_ms) best = candidates[c].first, best_ms = best_of[c];
+        const std::string& name = candidates[c].first;
+        timings[name] = best_of[c];
+        if (growth[name] < least) least = growth[name], least_name = name;
+        if (growth[name] > budget_left) {
+          over_budget.push_back(name);
+          continue;
+        }
+        if (best.empty() || best_of[c] < best_ms) best = name, best_ms = best_of[c];
       }
+      if (best.empty()) best = least_name;
     } else {
       for (const auto& [name, emit] : candidates) {
         try {
           emit();
+          growth[name] = growth_of_emitted();
           instantiate(base.steps);  // must be creatable
+          if (growth[name] > budget_left) {
+            over_budget.push_back(name);
+            if (fallback.empty()) fallback = name;
+            rollback(base);
+            continue;
+          }
           best = name;
           rollback(base);
           break;
@@ -408,6 +441,7 @@ class EngineBuilder {
         rollback(base);
       }
     }
+    if (best.empty()) best = fallback;
     if (best.empty()) {
       std::string all;
       for (const auto& e : errors) all += "\n  " + e;
@@ -415,6 +449,7 @@ class EngineBuilder {
     }
     for (const auto& [name, emit] : candidates)
       if (name == best) emit();
+    growth_spent_ += growth[best];
     // Record the decision on the op's own step (the last one emitted).
     PlanStep& s = plan_.steps.back();
     s.tactic = best;
@@ -424,6 +459,13 @@ class EngineBuilder {
     std::string msg = cat(g_.name, ": ", op.op, " ", op.name, ": ", candidates.size(), " tactic",
                           candidates.size() == 1 ? "" : "s", ", picked ", best, " (", s.impl, ")",
                           forced.empty() ? "" : " [forced]");
+    if (growth[best] > 0) msg += cat(" (+", growth[best], " weight bytes)");
+    if (!over_budget.empty() && !(over_budget.size() == 1 && over_budget[0] == best)) {
+      msg += " (over the weight growth budget:";
+      for (const std::string& name : over_budget)
+        if (name != best) msg += cat(" ", name, " +", growth[name], " bytes");
+      msg += ")";
+    }
     if (!timings.empty()) {
       msg += " [";
       bool first = true;
@@ -510,6 +552,8 @@ class EngineBuilder {
   const EngineGraph& g_;
   const BuildOptions& opt_;
   std::map<std::string, std::string> forced_;  // op name or kind -> tactic (options + EMBER_FORCE_TACTICS)
+  int64_t growth_budget_ = 0;  // bytes the stored weights may grow by (BuildOptions::max_weight_growth)
+  int64_t growth_spent_ = 0;
   Plan plan_;
   std::vector<int> value_graph_;            // plan value -> graph value
   std::vector<Shape> gdims_;                // graph value -> build dims
@@ -1152,6 +1196,13 @@ std::shared_ptr<Storage> EngineBuilder::build() {
   }
   current_.assign(nv, -1);
   copies_.assign(nv, {});
+  int64_t constant_bytes = 0;
+  for (const FusedOp& op : g_.ops)
+    for (const Tensor& c : op.constants)
+      if (c.defined()) constant_bytes += c.nbytes();
+  EMBER_CHECK(opt_.max_weight_growth >= 0, ErrorCode::kInvalidArgument, g_.name,
+              ": max_weight_growth must be >= 0, found ", opt_.max_weight_growth);
+  growth_budget_ = static_cast<int64_t>(std::min(opt_.max_weight_growth * static_cast<double>(constant_bytes), 9.0e18));
   for (size_t k = 0; k < g_.inputs.size(); ++k) {
     int gv = g_.inputs[k];
     EMBER_CHECK(gv >= 0 && gv < nv, ErrorCode::kInvalidArgument, g_.name, ": input ", k, " is not a value id");

@@ -100,12 +100,18 @@ struct BuildOptions {
   bool time_tactics = true;     // false: take oneDNN's first choice (faster builds, tests)
   int timing_iterations = 5;    // timed runs per candidate and round (more for quick kernels)
   int timing_rounds = 3;        // rounds over the candidates, interleaved; each keeps its minimum
+  // How much the stored weights may grow beyond the constants the engine absorbs, as a
+  // fraction of those constants (0.01: 1 %). Some kernels trade size for speed (Winograd
+  // convolutions store 16/9 of their filters); the builder keeps the fastest candidate whose
+  // growth still fits, spending the budget in graph order. Use a large value (e.g. 1.0) for
+  // the fastest engine whatever its size, 0 for no growth at all.
+  double max_weight_growth = 0.01;
   // Progress callback (e.g. "engine_0: conv2d layer1.0.conv1: 3 tactics, picked jit:avx2 blocked").
   std::function<void(const std::string&)> progress;
   // Forced tactics (deterministic builds, tests, debugging): key -> tactic name. A key is an
   // op's name (FusedOp::name, e.g. "layer1.0.conv1") or an op kind (FusedOp::op: "conv2d",
   // "linear", "max_pool2d", ...); a name wins over a kind. Tactic names: conv2d "blocked" |
-  // "plain" | "reference"; linear "inner_product" | "matmul" | "reference"; other ops
+  // "plain" | "winograd" | "reference"; linear "inner_product" | "matmul" | "reference"; other ops
   // "onednn" | "reference". A forced tactic that does not apply to the op (or that oneDNN
   // refuses) fails the build with kUnsupported naming the op. The environment variable
   // EMBER_FORCE_TACTICS ("conv2d=reference,max_pool2d=onednn") adds entries for keys not
