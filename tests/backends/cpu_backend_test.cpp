@@ -632,6 +632,11 @@ struct WinogradCase {
   std::string post;  // "", "relu", "sum+relu"
 };
 
+void PrintTo(const WinogradCase& c, std::ostream* os) {
+  *os << "x [" << c.n << ", " << c.c << ", " << c.h << ", " << c.w << "] -> " << c.k << " channels, pad " << c.pad
+      << (c.bias ? ", bias" : "") << (c.post.empty() ? "" : ", " + c.post);
+}
+
 class WinogradTest : public ::testing::TestWithParam<WinogradCase> {};
 
 // The Winograd tactic, forced, against the reference convolution: partial 2x2 tiles (odd
