@@ -9,12 +9,9 @@
 #include <exception>
 #include <system_error>
 #include <thread>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
 
-#include "ember/error.h"
 #include "backends/cpu/winograd.h"
+#include "ember/error.h"
 #include "ops/arg_convert.h"
 
 namespace ember::cpu {
@@ -689,12 +686,9 @@ void execute(const Prepared& p, const std::vector<const uint8_t*>& inputs, const
       case Placement::kOutput: st.ptr[i] = outputs.at(v.io_index); break;
     }
   }
-  static const bool prof = std::getenv("EMBER_HACK_PROF") != nullptr;
   for (size_t k = 0; k < p.steps.size(); ++k) {
-    auto t0 = std::chrono::steady_clock::now();
     try {
       p.steps[k]->run(st);
-      if (prof) { stream.wait(); fprintf(stderr, "PROF %s %s %s %.4f\n", plan.steps[k].kind.c_str(), plan.steps[k].name.c_str(), plan.steps[k].impl.c_str(), std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now()-t0).count()); }
     } catch (const dnnl::error& e) {
       fail(ErrorCode::kInternal, plan.engine_name, ": step '", plan.steps[k].name, "' failed in oneDNN: ", e.what());
     }
