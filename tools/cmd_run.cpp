@@ -8,12 +8,14 @@
 #include <map>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "ember/error.h"
+#include "ember/profile.h"
 #include "ember/runtime.h"
 #include "ember/safetensors.h"
 #include "ops/kernels/parallel.h"
@@ -39,6 +41,7 @@ struct RunOptions {
   int warmup = 1;
   int threads = 0;
   bool json = false;
+  bool profile = false;
   std::string save_outputs;
   std::vector<std::string> shapes;
   uint64_t seed = 0;
@@ -233,6 +236,55 @@ double percentile(const std::vector<double>& sorted, double p) {
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - static_cast<double>(lo));
 }
 
+// `runs` profiled runs of `program`: per step (engine step or interpreter node, in execution
+// order) the median and mean time and the share of the summed medians. Prints a table
+// unless `quiet`; returns the JSON form.
+Json profile_runs(const Program& program, const std::vector<Tensor>& inputs, int runs, bool quiet) {
+  Profile profile;
+  {
+    ProfileScope scope(profile);
+    for (int i = 0; i < runs; ++i) program.run_flat(inputs);
+  }
+  struct Step {
+    const ProfileEntry* first;
+    std::vector<double> ms;
+  };
+  std::vector<Step> steps;
+  std::map<std::tuple<std::string, std::string, std::string>, size_t> index;
+  for (const ProfileEntry& e : profile.entries) {
+    auto [it, inserted] = index.emplace(std::make_tuple(e.engine, e.name, e.kind), steps.size());
+    if (inserted) steps.push_back({&e, {}});
+    steps[it->second].ms.push_back(e.ms);
+  }
+  double total = 0;
+  std::vector<double> medians;
+  for (Step& s : steps) {
+    std::sort(s.ms.begin(), s.ms.end());
+    medians.push_back(percentile(s.ms, 50));
+    total += medians.back();
+  }
+  Json out = {{"runs", runs}, {"total_median_ms", total}, {"steps", Json::array()}};
+  if (!quiet)
+    std::printf("[I] === Profile (%d runs; median per step, each step timed on its own) ===\n"
+                "[I]     #   median ms  share   kind          impl                              step\n",
+                runs);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const ProfileEntry& e = *steps[i].first;
+    double mean = 0;
+    for (double v : steps[i].ms) mean += v;
+    mean /= static_cast<double>(steps[i].ms.size());
+    const double share = total > 0 ? 100.0 * medians[i] / total : 0;
+    const std::string where = e.engine.empty() ? e.name : e.engine + "/" + e.name;
+    out["steps"].push_back({{"engine", e.engine}, {"name", e.name}, {"kind", e.kind}, {"impl", e.impl},
+                            {"median_ms", medians[i]}, {"mean_ms", mean}, {"share_percent", share}});
+    if (!quiet)
+      std::printf("[I] %5zu %11.3f %5.1f%%   %-13s %-33s %s\n", i + 1, medians[i], share, e.kind.c_str(),
+                  e.impl.c_str(), where.c_str());
+  }
+  if (!quiet) std::printf("[I] Profile total: %.3f ms (sum of the step medians)\n", total);
+  return out;
+}
+
 std::string fmt(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.4g", v);
@@ -364,6 +416,7 @@ int run_command(const RunOptions& o) {
           percentile(sorted, 99));
     }
   }
+  if (o.profile) report["profile"] = profile_runs(program, cases.front().inputs, std::max(o.iterations, 10), o.json);
   if (o.json) std::cout << report.dump(2) << std::endl;
   if (compared && !o.json) std::printf("[I] Result: %s\n", all_pass ? "PASSED" : "FAILED");
   return compared && !all_pass ? 1 : 0;
@@ -388,6 +441,9 @@ void add_run_command(CLI::App& app, int* exit_code) {
   cmd->add_option("--threads", options->threads, "Kernel threads (default: EMBER_NUM_THREADS or all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--json", options->json, "Print a machine-readable JSON report instead of text");
+  cmd->add_flag("--profile", options->profile,
+                "Per-step timings: after the timed runs, max(--iterations, 10) more runs with every engine step and "
+                "interpreter node timed; prints each step's median and share");
   cmd->add_option("--save-outputs", options->save_outputs,
                   "Write inputs and outputs as case{K}.in.{I} / case{K}.out.{J} to this .safetensors file");
   cmd->add_option("--shapes", options->shapes,

@@ -9,7 +9,6 @@
 namespace ember {
 namespace {
 
-constexpr const char* kEngineTarget = "torch.ops.ember.execute_engine.default";
 
 std::vector<ops::TensorSpec> infer_engine(const ops::OpCall&) {
   // Output specs live in the engine's I/O bindings; the exported program's tensor_values
@@ -39,9 +38,9 @@ void register_engine_op() {
   static std::once_flag once;
   std::call_once(once, [] {
     ops::Registry& r = ops::Registry::global();
-    if (r.find(kEngineTarget)) return;
-    r.add(kEngineTarget, "ember::execute_engine(Tensor[] inputs, Tensor engine) -> Tensor[]", infer_engine, run_engine);
-    r.set_prepare(kEngineTarget, prepare_engine);
+    if (r.find(kEngineNodeTarget)) return;
+    r.add(kEngineNodeTarget, "ember::execute_engine(Tensor[] inputs, Tensor engine) -> Tensor[]", infer_engine, run_engine);
+    r.set_prepare(kEngineNodeTarget, prepare_engine);
   });
 }
 

@@ -8,6 +8,8 @@
 
 namespace ember {
 
+inline constexpr const char* kEngineNodeTarget = "torch.ops.ember.execute_engine.default";
+
 // Registers torch.ops.ember.execute_engine.default in the op registry (once per process):
 // at load its prepare step parses the engine constant (zero-copy), checks it against this
 // host by the compatibility policy and prepares its kernels; each run executes the engine.

@@ -121,7 +121,7 @@ Pt2Model model_from_engine(std::shared_ptr<Storage> bytes, const std::string& so
   }
 
   ir::Node node;
-  node.target = "torch.ops.ember.execute_engine.default";
+  node.target = kEngineNodeTarget;
   node.name = "execute_engine";
   ir::NamedArgument inputs{"inputs", ir::Argument::tensors(in_names), 1, {}};
   ir::NamedArgument engine{"engine", ir::Argument::tensor(engine_value), 1, {}};

@@ -11,6 +11,7 @@
 // order, outputs are collected and mutations (buffer_mutation / user_input_mutation)
 // applied.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -21,6 +22,7 @@
 
 #include "ember/error.h"
 #include "ember/package_abi.h"
+#include "ember/profile.h"
 #include "ember/runtime.h"
 #include "engine_node.h"
 #include "package_loader.h"
@@ -235,7 +237,9 @@ struct Program::Impl {
 
   std::vector<Value> execute(const std::vector<Value>& flat_inputs) const;
   void begin_run(RunState& st, const std::vector<Value>& flat_inputs) const;
+  // Runs one node; records it in the active profile (engine nodes record their steps).
   void run_node(RunState& st, const NodePlan& np) const;
+  void run_node_body(RunState& st, const NodePlan& np) const;
   std::vector<Value> finish_run(RunState& st) const;
   void run_glue(RunState& st) const;
   void bind_package(const ember_package& pkg);
@@ -1033,6 +1037,18 @@ void Program::Impl::begin_run(RunState& st, const std::vector<Value>& flat_input
 }
 
 void Program::Impl::run_node(RunState& st, const NodePlan& np) const {
+  Profile* profile = ProfileScope::active();
+  if (!profile || np.target == kEngineNodeTarget) {
+    run_node_body(st, np);
+    return;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  run_node_body(st, np);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  profile->entries.push_back({"", np.name, np.target, "interpreter", ms});
+}
+
+void Program::Impl::run_node_body(RunState& st, const NodePlan& np) const {
   std::vector<Tensor>& tensors = st.tensors;
   std::vector<int64_t>& ints = st.ints;
   std::vector<char>& known = st.known;

@@ -5,6 +5,7 @@
 #include <string>
 #include <thread>
 
+#include "ember/profile.h"
 #include "ember/runtime.h"
 #include "ember/safetensors.h"
 
@@ -149,6 +150,45 @@ TEST(Fixtures, ConcurrentRunsAgree) {
     });
   for (auto& th : threads) th.join();
   for (int t = 0; t < 4; ++t) EXPECT_EQ(ok[t], 3) << "thread " << t;
+}
+
+// A profile scope records one entry per node per run on its own thread, nothing outside it;
+// the innermost of nested scopes records.
+TEST(Profile, RecordsInterpreterNodesOnlyWhileInScope) {
+  Program p = Program::load(fixture("mlp_pytree.pt2"));
+  SafetensorsFile io = read_safetensors(fixture("mlp_pytree.io.safetensors"));
+  auto cases = group_reference_cases(io, "mlp_pytree.io.safetensors");
+  ASSERT_TRUE(cases.has_value());
+  const std::vector<Tensor>& in = cases->front().inputs;
+  p.run_flat(in);
+  EXPECT_EQ(ProfileScope::active(), nullptr);
+  Profile outer, inner;
+  {
+    ProfileScope a(outer);
+    p.run_flat(in);
+    {
+      ProfileScope b(inner);
+      EXPECT_EQ(ProfileScope::active(), &inner);
+      p.run_flat(in);
+      p.run_flat(in);
+      std::thread other([&] { EXPECT_EQ(ProfileScope::active(), nullptr); });
+      other.join();
+    }
+    EXPECT_EQ(ProfileScope::active(), &outer);
+  }
+  EXPECT_EQ(ProfileScope::active(), nullptr);
+  ASSERT_EQ(outer.entries.size(), p.num_nodes());
+  ASSERT_EQ(inner.entries.size(), 2 * p.num_nodes());
+  std::vector<PlanStep> plan = p.plan();
+  for (size_t i = 0; i < outer.entries.size(); ++i) {
+    const ProfileEntry& e = outer.entries[i];
+    EXPECT_EQ(e.engine, "");
+    EXPECT_EQ(e.impl, "interpreter");
+    EXPECT_EQ(e.name, plan[i].node);
+    EXPECT_EQ(e.kind, plan[i].target);
+    EXPECT_GE(e.ms, 0.0);
+    EXPECT_EQ(inner.entries[i + p.num_nodes()].name, e.name);
+  }
 }
 
 }  // namespace

@@ -129,6 +129,43 @@ TEST(CliRun, PositionalInputKeys) {
   std::filesystem::remove(ref);
 }
 
+// --profile: every engine step and every interpreter node of a program that has both, with
+// medians and shares, as text and as JSON.
+TEST(CliRun, ProfileListsEngineStepsAndInterpreterNodes) {
+  std::string model = std::string(EMBER_SOURCE_DIR) + "/examples/models/tiny_resnet.pt2";
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / "ember_cli_profile";
+  std::filesystem::create_directories(dir);
+  std::string ep = (dir / "tiny_resnet.ep").string();
+  ASSERT_EQ(std::system((ember_binary() + " compile " + model + " -o " + ep + " --no-timing -q " +
+                         "--torch-executed-ops aten.adaptive_avg_pool2d.default >/dev/null")
+                            .c_str()),
+            0);
+  Result j = run(ep + " --iterations 3 --profile --json --threads 1");
+  ASSERT_EQ(j.code, 0) << j.out;
+  auto report = nlohmann::json::parse(j.out);
+  const auto& profile = report["profile"];
+  EXPECT_EQ(profile["runs"], 10);  // at least 10 profiled runs
+  ASSERT_FALSE(profile["steps"].empty());
+  bool engine_step = false, interpreter_node = false;
+  double shares = 0;
+  for (const auto& s : profile["steps"]) {
+    engine_step = engine_step || (s["engine"] != "" && s["kind"] == "conv");
+    interpreter_node = interpreter_node || (s["engine"] == "" && s["impl"] == "interpreter" &&
+                                            s["kind"] == "torch.ops.aten.adaptive_avg_pool2d.default");
+    EXPECT_GE(s["median_ms"].get<double>(), 0.0);
+    EXPECT_NE(s["kind"], "torch.ops.ember.execute_engine.default");  // engines are listed by their steps
+    shares += s["share_percent"].get<double>();
+  }
+  EXPECT_TRUE(engine_step) << profile.dump(1);
+  EXPECT_TRUE(interpreter_node) << profile.dump(1);
+  EXPECT_NEAR(shares, 100.0, 0.01);
+  Result t = run(ep + " --profile");
+  ASSERT_EQ(t.code, 0) << t.out;
+  for (const char* s : {"=== Profile (10 runs", "engine_0/", "interpreter", "Profile total"})
+    EXPECT_NE(t.out.find(s), std::string::npos) << s << " missing:\n" << t.out;
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace ember
 

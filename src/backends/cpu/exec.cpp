@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -12,6 +13,7 @@
 
 #include "backends/cpu/winograd.h"
 #include "ember/error.h"
+#include "ember/profile.h"
 #include "ops/arg_convert.h"
 
 namespace ember::cpu {
@@ -686,9 +688,19 @@ void execute(const Prepared& p, const std::vector<const uint8_t*>& inputs, const
       case Placement::kOutput: st.ptr[i] = outputs.at(v.io_index); break;
     }
   }
+  Profile* profile = ProfileScope::active();
   for (size_t k = 0; k < p.steps.size(); ++k) {
     try {
+      if (!profile) {
+        p.steps[k]->run(st);
+        continue;
+      }
+      const auto t0 = std::chrono::steady_clock::now();
       p.steps[k]->run(st);
+      stream.wait();
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      const PlanStep& s = plan.steps[k];
+      profile->entries.push_back({plan.engine_name, s.name, s.kind, p.steps[k]->impl, ms});
     } catch (const dnnl::error& e) {
       fail(ErrorCode::kInternal, plan.engine_name, ": step '", plan.steps[k].name, "' failed in oneDNN: ", e.what());
     }
