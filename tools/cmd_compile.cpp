@@ -35,6 +35,7 @@ struct CompileCliOptions {
   bool standalone = false;
   bool no_timing = false;
   double max_weight_growth = 0.01;
+  int timing_rounds = -1;  // -1: BuildOptions' default
   bool keep_sample_inputs = false;
   bool quiet = false;
   int threads = 0;
@@ -90,6 +91,7 @@ int run_compile(const CompileCliOptions& cli) {
   options.standalone = cli.standalone;
   options.build.time_tactics = !cli.no_timing;
   options.build.max_weight_growth = cli.max_weight_growth;
+  if (cli.timing_rounds > 0) options.build.timing_rounds = cli.timing_rounds;
   options.build.threads = cli.threads;
   if (!cli.quiet) {
     options.progress = [](const std::string& msg) {
@@ -140,6 +142,10 @@ void add_compile_command(CLI::App& app, int* exit_code) {
                   "How much faster kernels may grow the stored weights, as a fraction of them (default 0.01; "
                   "e.g. 1 lets every Winograd convolution in: fastest engine, larger file)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--timing-rounds", o->timing_rounds,
+                  "Rounds of tactic timing (candidates interleaved, each keeps its fastest run; default 3): more "
+                  "rounds make the picks hold on a busy build machine, at the cost of build time")
+      ->check(CLI::Range(1, 1000));
   cmd->add_option("--threads", o->threads, "Threads for tactic timing (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--keep-sample-inputs", o->keep_sample_inputs,
