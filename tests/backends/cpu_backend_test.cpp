@@ -641,7 +641,7 @@ class WinogradTest : public ::testing::TestWithParam<WinogradCase> {};
 
 // The Winograd tactic, forced, against the reference convolution: partial 2x2 tiles (odd
 // output sizes), no padding, outputs smaller than a tile, C != K, a residual sum whose
-// operand the memory plan may place at the destination's bytes.
+// operand the memory plan may place at the destination's bytes, tiles in several blocks.
 TEST_P(WinogradTest, MatchesReferenceConvolution) {
   if (!winograd_supported_on_host()) GTEST_SKIP() << "the Winograd kernel needs AVX2 and FMA";
   const WinogradCase& p = GetParam();
@@ -685,7 +685,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, WinogradTest,
                                            WinogradCase{3, 8, 16, 6, 5, 0, false, ""},
                                            WinogradCase{1, 8, 8, 1, 1, 1, true, "relu"},
                                            WinogradCase{2, 32, 8, 3, 3, 0, true, "sum+relu"},
-                                           WinogradCase{1, 64, 64, 14, 14, 1, true, "sum+relu"}));
+                                           WinogradCase{1, 64, 64, 14, 14, 1, true, "sum+relu"},
+                                           // 4225 tiles: more than one block of tiles, and a last partial one
+                                           WinogradCase{1, 8, 8, 130, 130, 1, true, "sum+relu"}));
 
 TEST(CpuBackendTactics, WinogradIsOfferedOnlyWhereItFits) {
   if (!winograd_supported_on_host()) GTEST_SKIP() << "the Winograd kernel needs AVX2 and FMA";

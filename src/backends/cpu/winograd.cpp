@@ -3,6 +3,7 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
 #include <unordered_map>
 
@@ -19,6 +20,9 @@ constexpr int64_t kBlock = 8;  // channels per nChw8c block = floats per AVX2 re
 constexpr int kTile = 4;       // input tile edge (2x2 outputs of a 3x3 filter)
 constexpr int kPositions = kTile * kTile;
 constexpr size_t kAlign = 64;
+// Bytes of V and M per block of tiles (see WinogradExec), and the fewest tiles per block.
+constexpr int64_t kBlockBytes = int64_t{4} << 20;
+constexpr int64_t kMinBlockTiles = 16;
 
 size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
@@ -35,9 +39,9 @@ struct PostOp {
   int value = -1;
 };
 
-// V[pos][t][c] = (Bt d B)[pos] for every tile t and channel block `cb`.
+// V[pos][i][c] = (Bt d B)[pos] for tile t, the i-th of a block of `block` tiles, channel block `cb`.
 __attribute__((target("avx2,fma"))) void input_transform(const float* src, float* v, const Geometry& g, int64_t t,
-                                                         int64_t cb) {
+                                                         int64_t i_block, int64_t block, int64_t cb) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
   const int64_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
   const int64_t h0 = th * 2 - g.pad_t, w0 = tw * 2 - g.pad_l;
@@ -59,8 +63,8 @@ __attribute__((target("avx2,fma"))) void input_transform(const float* src, float
     e[i][2] = _mm256_sub_ps(d[i][2], d[i][1]);
     e[i][3] = _mm256_sub_ps(d[i][1], d[i][3]);
   }
-  float* out = v + t * g.c + cb * kBlock;
-  const int64_t pos_stride = g.tiles * g.c;
+  float* out = v + i_block * g.c + cb * kBlock;
+  const int64_t pos_stride = block * g.c;
   for (int j = 0; j < kTile; ++j) {  // Bt (d B)
     _mm256_storeu_ps(out + (0 * kTile + j) * pos_stride, _mm256_sub_ps(e[0][j], e[2][j]));
     _mm256_storeu_ps(out + (1 * kTile + j) * pos_stride, _mm256_add_ps(e[1][j], e[2][j]));
@@ -69,15 +73,17 @@ __attribute__((target("avx2,fma"))) void input_transform(const float* src, float
   }
 }
 
-// dst tile = At M A + bias, then the post-ops, for tile t and output channel block kb.
+// dst tile = At M A + bias, then the post-ops, for tile t (the i-th of a block of `block`
+// tiles in M) and output channel block kb.
 __attribute__((target("avx2,fma"))) void output_transform(const float* m, const float* bias,
                                                           const std::vector<PostOp>& post_ops,
                                                           const std::vector<const float*>& operands, float* dst,
-                                                          const Geometry& g, int64_t t, int64_t kb) {
+                                                          const Geometry& g, int64_t t, int64_t i_block,
+                                                          int64_t block, int64_t kb) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
   const int64_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
-  const float* in = m + t * g.k + kb * kBlock;
-  const int64_t pos_stride = g.tiles * g.k;
+  const float* in = m + i_block * g.k + kb * kBlock;
+  const int64_t pos_stride = block * g.k;
   __m256 s[kTile][2];
   for (int i = 0; i < kTile; ++i) {  // M A
     const __m256 m0 = _mm256_loadu_ps(in + (i * kTile + 0) * pos_stride);
@@ -160,21 +166,19 @@ class WinogradExec final : public StepExec {
       }
     }
 
-    // M[16, tiles, K] = V[16, tiles, C] x U[16, C, K], one oneDNN batched matmul.
-    const auto f = memory::data_type::f32;
-    const auto abc = memory::format_tag::abc;
-    v_desc_ = memory::desc({kPositions, g_.tiles, g_.c}, f, abc);
-    u_desc_ = memory::desc({kPositions, g_.c, g_.k}, f, abc);
-    m_desc_ = memory::desc({kPositions, g_.tiles, g_.k}, f, abc);
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(v_desc_, u_desc_, m_desc_), attr, cpu_engine());
-    matmul_ = dnnl::matmul(pd);
-    pad_desc_ = pd.scratchpad_desc();
-    m_offset_ = align_up(v_desc_.get_size());
-    pad_offset_ = m_offset_ + align_up(m_desc_.get_size());
-    scratch_bytes = pad_offset_ + align_up(pad_desc_.get_size());
-    impl = cat("winograd_2x2_3x3:avx2+", pd.impl_info_str());
+    // Tiles go through in blocks whose V and M fit kBlockBytes (cache-sized, and the scratch
+    // stays bounded whatever the batch): per block, M[16, b, K] = V[16, b, C] x U[16, C, K],
+    // one oneDNN batched matmul (one primitive for full blocks, one for the last).
+    const int64_t per_tile = kPositions * (g_.c + g_.k) * static_cast<int64_t>(sizeof(float));
+    block_ = std::clamp<int64_t>(kBlockBytes / per_tile, kMinBlockTiles, std::max<int64_t>(g_.tiles, 1));
+    u_desc_ = memory::desc({kPositions, g_.c, g_.k}, memory::data_type::f32, memory::format_tag::abc);
+    size_t pad_bytes = 0;
+    full_ = make_matmul(block_, &pad_bytes);
+    if (g_.tiles % block_ != 0) tail_ = make_matmul(g_.tiles % block_, &pad_bytes);
+    m_offset_ = align_up(static_cast<size_t>(kPositions * block_ * g_.c) * sizeof(float));
+    pad_offset_ = m_offset_ + align_up(static_cast<size_t>(kPositions * block_ * g_.k) * sizeof(float));
+    scratch_bytes = pad_offset_ + align_up(pad_bytes);
+    impl = cat("winograd_2x2_3x3:avx2+", full_.impl);
   }
 
   void run(RunState& st) const override {
@@ -187,32 +191,61 @@ class WinogradExec final : public StepExec {
       if (post_ops_[p].kind == PostOp::kSum) operands[p] = reinterpret_cast<const float*>(st.ptr.at(post_ops_[p].value));
     const Geometry& g = g_;
     const int64_t cblocks = g.c / kBlock, kblocks = g.k / kBlock;
-
-#pragma omp parallel for schedule(static)
-    for (int64_t item = 0; item < g.tiles * cblocks; ++item) input_transform(src, v, g, item / cblocks, item % cblocks);
-
     const dnnl::engine& eng = cpu_engine();
-    std::unordered_map<int, memory> args = {
-        {DNNL_ARG_SRC, memory(v_desc_, eng, v)},
-        {DNNL_ARG_WEIGHTS, memory(u_desc_, eng, const_cast<float*>(u_))},
-        {DNNL_ARG_DST, memory(m_desc_, eng, m)}};
-    if (pad_desc_.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(pad_desc_, eng, st.scratch + pad_offset_));
-    matmul_.execute(*st.stream, args);
-    st.stream->wait();
+    memory u_mem(u_desc_, eng, const_cast<float*>(u_));
+    for (int64_t first = 0; first < g.tiles; first += block_) {
+      const int64_t b = std::min(block_, g.tiles - first);
+      const Matmul& mm = b == block_ ? full_ : tail_;
 
 #pragma omp parallel for schedule(static)
-    for (int64_t item = 0; item < g.tiles * kblocks; ++item)
-      output_transform(m, bias_, post_ops_, operands, dst, g, item / kblocks, item % kblocks);
+      for (int64_t item = 0; item < b * cblocks; ++item)
+        input_transform(src, v, g, first + item / cblocks, item / cblocks, b, item % cblocks);
+
+      std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, memory(mm.v, eng, v)},
+                                              {DNNL_ARG_WEIGHTS, u_mem},
+                                              {DNNL_ARG_DST, memory(mm.m, eng, m)}};
+      if (mm.pad.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(mm.pad, eng, st.scratch + pad_offset_));
+      mm.prim.execute(*st.stream, args);
+      st.stream->wait();
+
+#pragma omp parallel for schedule(static)
+      for (int64_t item = 0; item < b * kblocks; ++item)
+        output_transform(m, bias_, post_ops_, operands, dst, g, first + item / kblocks, item / kblocks, b,
+                         item % kblocks);
+    }
   }
 
  private:
+  struct Matmul {
+    memory::desc v, m, pad;
+    dnnl::matmul prim;
+    std::string impl;
+  };
+  // The batched matmul of a block of `tiles` tiles; raises *pad_bytes to its scratchpad size.
+  Matmul make_matmul(int64_t tiles, size_t* pad_bytes) const {
+    const auto f = memory::data_type::f32;
+    const auto abc = memory::format_tag::abc;
+    Matmul mm;
+    mm.v = memory::desc({kPositions, tiles, g_.c}, f, abc);
+    mm.m = memory::desc({kPositions, tiles, g_.k}, f, abc);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mm.v, u_desc_, mm.m), attr, cpu_engine());
+    mm.prim = dnnl::matmul(pd);
+    mm.pad = pd.scratchpad_desc();
+    mm.impl = pd.impl_info_str();
+    *pad_bytes = std::max(*pad_bytes, mm.pad.get_size());
+    return mm;
+  }
+
   int in_, out_;
   Geometry g_{};
   const float* u_ = nullptr;
   const float* bias_ = nullptr;
   std::vector<PostOp> post_ops_;
-  memory::desc v_desc_, u_desc_, m_desc_, pad_desc_;
-  dnnl::matmul matmul_;
+  int64_t block_ = 1;  // tiles per block
+  memory::desc u_desc_;
+  Matmul full_, tail_;
   size_t m_offset_ = 0, pad_offset_ = 0;
 };
 
