@@ -1,7 +1,9 @@
 // Convolution and matrix-product ops against hand-checked values and naive loops.
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <chrono>
+#include <thread>
 
 #include "nn_test_util.h"
 #include "ops/kernels/parallel.h"
@@ -170,6 +172,31 @@ TEST(Conv1d, MatchesDirectConvolution) {
   y = call1("torch.ops.aten.conv1d.default",
             {{"input", OpArg::of(x.as_strided({4, 11}, {11, 1}, 0))}, {"weight", OpArg::of(rand({3, 4, 2}, 14))}});
   EXPECT_EQ(y.sizes(), (Shape{3, 10}));
+}
+
+// Default thread counts follow the CPUs the process may use (taskset, cpusets), not the
+// machine's: a thread pinned to one CPU sees one.
+TEST(Parallel, AvailableCpusFollowTheAffinityMask) {
+  const int all = available_cpus();
+  EXPECT_GE(all, 1);
+  int pinned = -1;
+  std::thread t([&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    ASSERT_EQ(sched_getaffinity(0, sizeof(mine), &mine), 0);
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &mine)) {
+        CPU_SET(c, &one);
+        break;
+      }
+    ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+    pinned = available_cpus();
+  });
+  t.join();
+  EXPECT_EQ(pinned, 1);
+  EXPECT_EQ(available_cpus(), all);  // the calling thread's mask is unchanged
 }
 
 TEST(Conv2d, ResultsDoNotDependOnThreadCount) {

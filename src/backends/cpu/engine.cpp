@@ -13,6 +13,7 @@
 #include "backends/cpu/plan.h"
 #include "ember/error.h"
 #include "ember/log.h"
+#include "ops/kernels/parallel.h"
 
 namespace ember::cpu {
 
@@ -199,7 +200,8 @@ class CpuEngine final : public Engine {
   mutable std::vector<Buffers> pool_;
 };
 
-// Kernel-creation threads at load when EMBER_LOAD_THREADS is not set: one per core, at most this.
+// Kernel-creation threads at load when EMBER_LOAD_THREADS is not set: one per CPU this process
+// may run on, at most this.
 constexpr unsigned kMaxLoadThreads = 4;
 
 int load_threads() {
@@ -210,7 +212,7 @@ int load_threads() {
                 "EMBER_LOAD_THREADS: expected an integer from 1 to 256, found '", env, "'");
     return static_cast<int>(v);
   }
-  return static_cast<int>(std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, kMaxLoadThreads));
+  return std::clamp(ops::available_cpus(), 1, static_cast<int>(kMaxLoadThreads));
 }
 
 }  // namespace

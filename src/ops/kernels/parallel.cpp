@@ -1,5 +1,7 @@
 #include "ops/kernels/parallel.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -20,8 +22,7 @@ int default_threads() {
     int v = std::atoi(env);
     if (v >= 1) return std::min(v, 256);
   }
-  unsigned hw = std::thread::hardware_concurrency();
-  return hw == 0 ? 1 : static_cast<int>(std::min(hw, 64u));
+  return std::min(available_cpus(), 64);
 }
 
 std::atomic<int> g_threads{0};
@@ -133,6 +134,19 @@ Pool& pool() {
 }
 
 }  // namespace
+
+int available_cpus() {
+#ifdef __linux__
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
 
 int num_threads() {
   int t = g_threads.load();

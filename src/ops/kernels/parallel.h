@@ -11,7 +11,10 @@
 
 namespace ember::ops {
 
-// Threads used by parallel_for: EMBER_NUM_THREADS if set, else the hardware concurrency.
+// CPUs this process may run on (its affinity mask: taskset, cpusets), at least 1; the
+// hardware concurrency where the mask cannot be read.
+int available_cpus();
+// Threads used by parallel_for: EMBER_NUM_THREADS if set, else available_cpus() (at most 64).
 int num_threads();
 // Overrides the thread count (>= 1); for tests and benchmarks. Not thread-safe against
 // concurrent parallel_for calls.
