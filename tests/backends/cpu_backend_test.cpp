@@ -474,6 +474,20 @@ std::vector<Tensor> residual_reference(const ResNetWeights& w, int blocks, const
   return {r, f, l, sm};
 }
 
+// Random inputs at batch sizes 1, 5, 8 and 16 (seeds from `seed`) and the reference outputs.
+struct ResidualCases {
+  std::map<int64_t, Tensor> inputs;
+  std::map<int64_t, std::vector<Tensor>> want;
+};
+ResidualCases residual_cases(const ResNetWeights& w, int blocks, uint32_t seed) {
+  ResidualCases c;
+  for (int64_t n : {1, 5, 8, 16}) {
+    c.inputs[n] = random_tensor({n, 3, 16, 16}, seed + static_cast<uint32_t>(n));
+    c.want[n] = residual_reference(w, blocks, c.inputs[n]);
+  }
+  return c;
+}
+
 // Step name -> recorded tactic, from the engine's plan section.
 std::map<std::string, std::string> plan_tactics(const std::shared_ptr<Storage>& bytes) {
   EngineView view = EngineView::parse(bytes, "engine");
@@ -557,12 +571,7 @@ TEST(CpuBackendTactics, EnvironmentVariableForcesTactics) {
 TEST(CpuBackendTactics, EveryCombinationMatchesReference) {
   ResNetWeights w;
   EngineGraph g = residual_graph(w, 1, false);
-  std::map<int64_t, Tensor> inputs;
-  std::map<int64_t, std::vector<Tensor>> want;
-  for (int64_t n : {1, 5, 8, 16}) {
-    inputs[n] = random_tensor({n, 3, 16, 16}, 80 + static_cast<uint32_t>(n));
-    want[n] = residual_reference(w, 1, inputs[n]);
-  }
+  const auto [inputs, want] = residual_cases(w, 1, 80);
   const std::vector<std::string> conv_t = {"blocked", "plain", "reference"};
   const std::vector<std::string> dnnl_t = {"onednn", "reference"};
   const std::vector<std::string> linear_t = {"inner_product", "matmul", "reference"};
@@ -598,12 +607,7 @@ TEST(CpuBackendTactics, EveryCombinationMatchesReference) {
 TEST(CpuBackendTactics, AlternatingTacticsPerOpMatchReference) {
   ResNetWeights w;
   EngineGraph g = residual_graph(w, 2, true);
-  std::map<int64_t, Tensor> inputs;
-  std::map<int64_t, std::vector<Tensor>> want;
-  for (int64_t n : {1, 5, 8, 16}) {
-    inputs[n] = random_tensor({n, 3, 16, 16}, 90 + static_cast<uint32_t>(n));
-    want[n] = residual_reference(w, 2, inputs[n]);
-  }
+  const auto [inputs, want] = residual_cases(w, 2, 90);
   const std::vector<std::string> convs = {"stem", "block.conv1", "block.conv2", "block2.conv1", "block2.conv2"};
   const std::vector<std::string> conv_t = {"blocked", "reference", "plain"};
   for (size_t shift = 0; shift < 6; ++shift) {
@@ -726,12 +730,7 @@ TEST(CpuBackendTactics, WinogradInADynamicResidualNetwork) {
   if (!winograd_supported_on_host()) GTEST_SKIP() << "the Winograd kernel needs AVX2 and FMA";
   ResNetWeights w;
   EngineGraph g = residual_graph(w, 2, true);
-  std::map<int64_t, Tensor> inputs;
-  std::map<int64_t, std::vector<Tensor>> want;
-  for (int64_t n : {1, 5, 8, 16}) {
-    inputs[n] = random_tensor({n, 3, 16, 16}, 110 + static_cast<uint32_t>(n));
-    want[n] = residual_reference(w, 2, inputs[n]);
-  }
+  const auto [inputs, want] = residual_cases(w, 2, 110);
   BuildOptions o = fast();
   o.force_tactics = {{"block.conv1", "winograd"}, {"block.conv2", "winograd"}, {"block2.conv1", "plain"},
                      {"block2.conv2", "winograd"}};

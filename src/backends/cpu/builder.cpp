@@ -620,6 +620,22 @@ void EngineBuilder::conv(const FusedOp& op) {
   bool has_sum = false;
   for (const PostOp& p : op.post_ops) has_sum = has_sum || p.kind == PostOp::Kind::kSum;
 
+  // One convolution step of `kind` from src_d to dst_d; `weights` adds the weights blob.
+  auto emit_step = [&](const char* kind, const memory::desc& src_d, const memory::desc& dst_d,
+                       const std::function<int()>& weights) {
+    PlanStep s;
+    s.kind = kind;
+    s.name = op.name.empty() ? "conv2d" : op.name;
+    s.inputs = {want(x, src_d)};
+    s.blobs = {weights(), bias ? add_plain_blob(*bias) : -1};
+    s.strides = stride;
+    s.dilation = odil;
+    s.pad_l = pl;
+    s.pad_r = pr;
+    s.post_ops = plan_post_ops(op, &dst_d, false);
+    s.outputs = {produce(y, &dst_d)};
+    plan_.steps.push_back(std::move(s));
+  };
   auto emit_dnnl = [&](bool blocked) {
     const auto f = memory::data_type::f32;
     const auto any = memory::format_tag::any;
@@ -646,18 +662,7 @@ void EngineBuilder::conv(const FusedOp& op) {
       w_d = w_plain;
       dst_d = plain(y);
     }
-    PlanStep s;
-    s.kind = "conv";
-    s.name = op.name.empty() ? "conv2d" : op.name;
-    s.inputs = {want(x, src_d)};
-    s.blobs = {add_blob(w, w_plain, w_d), bias ? add_plain_blob(*bias) : -1};
-    s.strides = stride;
-    s.dilation = odil;
-    s.pad_l = pl;
-    s.pad_r = pr;
-    s.post_ops = plan_post_ops(op, &dst_d, false);
-    s.outputs = {produce(y, &dst_d)};
-    plan_.steps.push_back(std::move(s));
+    emit_step("conv", src_d, dst_d, [&] { return add_blob(w, w_plain, w_d); });
   };
   auto emit_ref = [&] {
     EMBER_CHECK(pad.size() == 2, ErrorCode::kUnsupported, "asymmetric padding");
@@ -677,19 +682,8 @@ void EngineBuilder::conv(const FusedOp& op) {
   };
   // Winograd F(2x2, 3x3) in nChw8c; post-ops limited to what its output transform applies.
   auto emit_winograd = [&] {
-    memory::desc src_d = winograd_layout(xd), dst_d = winograd_layout(yd);
-    PlanStep s;
-    s.kind = "winograd";
-    s.name = op.name.empty() ? "conv2d" : op.name;
-    s.inputs = {want(x, src_d)};
-    s.blobs = {add_plain_blob(winograd_transform_weights(w)), bias ? add_plain_blob(*bias) : -1};
-    s.strides = stride;
-    s.dilation = odil;
-    s.pad_l = pl;
-    s.pad_r = pr;
-    s.post_ops = plan_post_ops(op, &dst_d, false);
-    s.outputs = {produce(y, &dst_d)};
-    plan_.steps.push_back(std::move(s));
+    emit_step("winograd", winograd_layout(xd), winograd_layout(yd),
+              [&] { return add_plain_blob(winograd_transform_weights(w)); });
   };
   bool winograd_post_ops = true;
   for (const PostOp& p : op.post_ops)
