@@ -1,7 +1,7 @@
 // ember compile MODEL.pt2 -o MODEL.ep [--device cpu] [--min-block-size N]
 //              [--torch-executed-ops OP,...] [--shapes NAME:MINxDIMS..MAXxDIMS]
 //              [--standalone] [--no-timing] [--threads N] [--max-weight-growth F]
-//              [--keep-sample-inputs] [--quiet]
+//              [--timing-rounds N] [--keep-sample-inputs] [--quiet]
 //
 // Compiles a torch.export archive into an .ep (engines inside the exported program) or,
 // with --standalone, into one .engine file. Prints the partitioning summary, per-engine
