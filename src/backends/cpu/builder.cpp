@@ -791,7 +791,7 @@ void EngineBuilder::pool(const FusedOp& op) {
               "': only 4-D (NCHW) inputs are supported");
   bool spatial_dynamic = false;
   for (int i = 2; i < 4; ++i)
-    spatial_dynamic = spatial_dynamic || !g_.values[x].symbols.empty() && !g_.values[x].symbols[i].empty();
+    spatial_dynamic = spatial_dynamic || (!g_.values[x].symbols.empty() && !g_.values[x].symbols[i].empty());
   PlanStep s;
   s.kind = "pool";
   s.name = op.name.empty() ? op.op : op.name;
