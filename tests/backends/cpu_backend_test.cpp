@@ -893,6 +893,41 @@ TEST(CpuBackend, CorruptPlanIsAnErrorNotACrash) {
                     "version");
 }
 
+// A Winograd step whose stored fields do not fit its shapes is refused at load, naming it.
+TEST(CpuBackend, CorruptWinogradStepIsAnError) {
+  if (!winograd_supported_on_host()) GTEST_SKIP() << "the Winograd kernel needs AVX2 and FMA";
+  GraphMaker m;
+  m.g.name = "wino";
+  int x = m.value("x", {1, 8, 6, 6});
+  int y = m.value("y", {1, 16, 6, 6});
+  FusedOp& c = m.op("conv2d", {x}, {y}, "wconv");
+  c.constants = {random_tensor({16, 8, 3, 3}, 130), random_tensor({16}, 131)};
+  c.attrs = {{"padding", {1, 1}}};
+  c.post_ops = {elt("relu")};
+  m.g.inputs = {x};
+  m.g.outputs = {y};
+  BuildOptions o = fast();
+  o.force_tactics = {{"wconv", "winograd"}};
+  auto bytes = build_engine(m.g, o);
+  auto with_step = [&](const std::function<void(Json&)>& edit) {
+    return rewrite(bytes, nullptr, [&](Json& j) {
+      for (Json& st : j["steps"])
+        if (st["kind"] == "winograd") edit(st);
+    });
+  };
+  expect_load_error(with_step([](Json& st) { st["pad_l"] = {0, 0}; }), ErrorCode::kCorrupt, "3x3 stride-1");
+  expect_load_error(with_step([](Json& st) { st["pad_r"] = {1}; }), ErrorCode::kCorrupt, "pad_l / pad_r");
+  expect_load_error(with_step([](Json& st) { st["post_ops"][0]["alg"] = "tanh"; }), ErrorCode::kCorrupt,
+                    "not supported by the Winograd kernel");
+  expect_load_error(with_step([](Json& st) { st["blobs"] = {1, -1}; }), ErrorCode::kCorrupt, "transformed weights");
+  // Its source given the engine input's plain layout instead of nChw8c.
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) {
+                      for (const Json& st : j["steps"])
+                        if (st["kind"] == "winograd") j["values"][st["inputs"][0].get<int>()]["desc"] = j["values"][0]["desc"];
+                    }),
+                    ErrorCode::kCorrupt, "nChw8c");
+}
+
 TEST(CpuBackendTactics, TimedRoundsPickTheFastestMinimum) {
   BuildOptions o = fast();
   o.time_tactics = true;
