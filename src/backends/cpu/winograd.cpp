@@ -170,7 +170,7 @@ class WinogradExec final : public StepExec {
     // stays bounded whatever the batch): per block, M[16, b, K] = V[16, b, C] x U[16, C, K],
     // one oneDNN batched matmul (one primitive for full blocks, one for the last).
     const int64_t per_tile = kPositions * (g_.c + g_.k) * static_cast<int64_t>(sizeof(float));
-    block_ = std::clamp<int64_t>(kBlockBytes / per_tile, kMinBlockTiles, std::max<int64_t>(g_.tiles, 1));
+    block_ = std::min(std::max(kBlockBytes / per_tile, kMinBlockTiles), std::max<int64_t>(g_.tiles, 1));
     u_desc_ = memory::desc({kPositions, g_.c, g_.k}, memory::data_type::f32, memory::format_tag::abc);
     size_t pad_bytes = 0;
     full_ = make_matmul(block_, &pad_bytes);
