@@ -287,6 +287,8 @@ std::shared_ptr<const Engine> Engine::load(std::shared_ptr<Storage> bytes, const
     std::map<std::string, int64_t> none;
     std::shared_ptr<Prepared> p = engine->layout_uncached(none);
     create_kernels(*p, threads, verify_weights);
+    log_debug(source, ": engine '", m.name, "': arena ", p->arena_size, " bytes, kernel scratch ", p->scratch_bytes,
+              " bytes per run");
     engine->adopt(none, std::move(p));
   } else {
     verify_weights();  // dynamic engines create kernels on the first run of each shape
