@@ -667,20 +667,37 @@ TEST_P(WinogradTest, MatchesReferenceConvolution) {
   if (p.post == "sum+relu") conv.post_ops = {sum, elt("relu")};
   m.g.inputs = {x, r};
   m.g.outputs = {y};
-  BuildOptions o = fast();
-  o.force_tactics = {{"wconv", "winograd"}};
-  auto bytes = build_engine(m.g, o);
-  EXPECT_EQ(plan_tactics(bytes)["wconv"], "winograd");
-  auto e = Engine::load(bytes, "winograd.engine");
-  EXPECT_NE(e->describe().find("winograd_2x2_3x3"), std::string::npos) << e->describe();
   Tensor in = random_tensor({p.n, p.c, p.h, p.w}, 102), res = random_tensor({p.n, p.k, oh, ow}, 103);
   Tensor want = ref_conv(in, wt, p.bias ? &b : nullptr, {1, 1}, {p.pad, p.pad});
   if (p.post == "sum+relu") want = ref("torch.ops.aten.add.Tensor", {{"self", T(want)}, {"other", T(res)}});
   if (!p.post.empty()) want = ref_unary("relu", want);
-  auto out = e->run({in, res});
-  expect_close(out.at(0), want);
-  // Serialized and loaded again: bitwise the same.
-  EXPECT_TRUE(bitwise_equal(Engine::load(bytes, "again.engine")->run({in, res}).at(0), out.at(0)));
+  // Transformed filters stored (16/9 of the filter bytes), and the compact form: the filters
+  // stored, transformed on every run.
+  auto weight_bytes = [&](const std::string& tactic) {
+    BuildOptions o = fast();
+    o.force_tactics = {{"wconv", tactic}};
+    return EngineView::parse(build_engine(m.g, o), "w.engine").section(kSectionWeights)->nbytes();
+  };
+  const size_t plain_bytes = weight_bytes("plain");
+  for (const char* tactic : {"winograd", "winograd_compact"}) {
+    SCOPED_TRACE(tactic);
+    BuildOptions o = fast();
+    o.force_tactics = {{"wconv", tactic}};
+    auto bytes = build_engine(m.g, o);
+    EXPECT_EQ(plan_tactics(bytes)["wconv"], tactic);
+    const size_t stored = EngineView::parse(bytes, "winograd.engine").section(kSectionWeights)->nbytes();
+    if (tactic == std::string("winograd")) EXPECT_GT(stored, plain_bytes);
+    else EXPECT_EQ(stored, plain_bytes);
+    auto e = Engine::load(bytes, "winograd.engine");
+    EXPECT_NE(e->describe().find("winograd_2x2_3x3"), std::string::npos) << e->describe();
+    auto out = e->run({in, res});
+    expect_close(out.at(0), want);
+    // Serialized and loaded again: bitwise the same; and the same on a second run (the
+    // compact form's per-run transform writes the scratch space the first run also used).
+    auto again = Engine::load(bytes, "again.engine");
+    EXPECT_TRUE(bitwise_equal(again->run({in, res}).at(0), out.at(0)));
+    EXPECT_TRUE(bitwise_equal(again->run({in, res}).at(0), out.at(0)));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, WinogradTest,
@@ -732,11 +749,12 @@ TEST(CpuBackendTactics, WinogradInADynamicResidualNetwork) {
   EngineGraph g = residual_graph(w, 2, true);
   const auto [inputs, want] = residual_cases(w, 2, 110);
   BuildOptions o = fast();
-  o.force_tactics = {{"block.conv1", "winograd"}, {"block.conv2", "winograd"}, {"block2.conv1", "plain"},
+  o.force_tactics = {{"block.conv1", "winograd"}, {"block.conv2", "winograd_compact"}, {"block2.conv1", "plain"},
                      {"block2.conv2", "winograd"}};
   auto bytes = build_engine(g, o);
   auto t = plan_tactics(bytes);
   EXPECT_EQ(t["block.conv1"], "winograd");
+  EXPECT_EQ(t["block.conv2"], "winograd_compact");
   EXPECT_EQ(t["block2.conv2"], "winograd");
   check_residual(bytes, want, inputs, describe_forced(o.force_tactics));
 }
@@ -919,7 +937,8 @@ TEST(CpuBackend, CorruptWinogradStepIsAnError) {
   expect_load_error(with_step([](Json& st) { st["pad_r"] = {1}; }), ErrorCode::kCorrupt, "pad_l / pad_r");
   expect_load_error(with_step([](Json& st) { st["post_ops"][0]["alg"] = "tanh"; }), ErrorCode::kCorrupt,
                     "not supported by the Winograd kernel");
-  expect_load_error(with_step([](Json& st) { st["blobs"] = {1, -1}; }), ErrorCode::kCorrupt, "transformed weights");
+  expect_load_error(with_step([](Json& st) { st["blobs"] = {1, -1}; }), ErrorCode::kCorrupt,
+                    "[16, 8, 16] (transformed) or [9, 8, 16] (filters)");
   // Its source given the engine input's plain layout instead of nChw8c.
   expect_load_error(rewrite(bytes, nullptr, [](Json& j) {
                       for (const Json& st : j["steps"])

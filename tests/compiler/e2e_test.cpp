@@ -96,7 +96,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, CompileFixture,
                                            "namedtuple_kwargs", "buffer_mutation"));
 
 // ResNet-18 with every 3x3 stride-1 convolution on the Winograd kernel (forced by op name,
-// whatever the weight growth), against PyTorch's outputs.
+// whatever the weight growth; alternating the stored-transform and compact forms), against
+// PyTorch's outputs.
 TEST(CompileProgram, WinogradResNet18MatchesPyTorch) {
   if (!cpu::winograd_supported_on_host()) GTEST_SKIP() << "the Winograd kernel needs AVX2 and FMA";
   Pt2Archive input = read_pt2(data_file("resnet18.pt2"));
@@ -108,11 +109,15 @@ TEST(CompileProgram, WinogradResNet18MatchesPyTorch) {
                            "conv2d_13+batch_norm_13+relu__11", "conv2d_14+batch_norm_14+add__5+relu__12",
                            "conv2d_16+batch_norm_16", "conv2d_18+batch_norm_18+relu__15",
                            "conv2d_19+batch_norm_19+add__7+relu__16"})
-    o.build.force_tactics[name] = "winograd";
-  int picked = 0;
-  o.progress = [&](const std::string& msg) { picked += msg.find("picked winograd") != std::string::npos; };
+    o.build.force_tactics[name] = o.build.force_tactics.size() % 2 == 0 ? "winograd" : "winograd_compact";
+  int picked = 0, compact = 0;
+  o.progress = [&](const std::string& msg) {
+    picked += msg.find("picked winograd") != std::string::npos;
+    compact += msg.find("picked winograd_compact") != std::string::npos;
+  };
   Pt2Archive ep = compile_program(input, o, nullptr);
   EXPECT_EQ(picked, 13);
+  EXPECT_EQ(compact, 6);
   check_cases("resnet18", [&](const std::vector<Tensor>& in) { return ember::testing::run_model(ep.models[0], in); });
 }
 

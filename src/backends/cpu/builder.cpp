@@ -681,9 +681,10 @@ void EngineBuilder::conv(const FusedOp& op) {
     finish_ref(op, ref_step(op, "torch.ops.aten.convolution.default", std::move(args), {x}, consts));
   };
   // Winograd F(2x2, 3x3) in nChw8c; post-ops limited to what its output transform applies.
-  auto emit_winograd = [&] {
-    emit_step("winograd", winograd_layout(xd), winograd_layout(yd),
-              [&] { return add_plain_blob(winograd_transform_weights(w)); });
+  auto emit_winograd = [&](bool compact) {
+    emit_step("winograd", winograd_layout(xd), winograd_layout(yd), [&] {
+      return add_plain_blob(compact ? winograd_filters(w) : winograd_transform_weights(w));
+    });
   };
   bool winograd_post_ops = true;
   for (const PostOp& p : op.post_ops)
@@ -693,8 +694,10 @@ void EngineBuilder::conv(const FusedOp& op) {
   if (fp32) {
     c.push_back({"blocked", [&] { emit_dnnl(true); }});
     c.push_back({"plain", [&] { emit_dnnl(false); }});
-    if (winograd_post_ops && winograd_supported_on_host() && winograd_fits(xd, w.sizes(), groups, stride, dil, pl, pr))
-      c.push_back({"winograd", emit_winograd});
+    if (winograd_post_ops && winograd_supported_on_host() && winograd_fits(xd, w.sizes(), groups, stride, dil, pl, pr)) {
+      c.push_back({"winograd", [&] { emit_winograd(false); }});
+      c.push_back({"winograd_compact", [&] { emit_winograd(true); }});
+    }
   }
   c.push_back({"reference", emit_ref});
   (void)has_sum;

@@ -68,9 +68,10 @@ struct PlanPostOp {
 //   binary        inputs {a, b} outputs {dst}; alg ("add", "sub", "mul", "div", "max", "min")
 //   softmax       inputs {src} outputs {dst}; axis, log
 //   layer_norm    inputs {src} outputs {dst} blobs {scale|-1, shift|-1}; eps, norm_size (trailing dims)
-//   winograd      inputs {src} outputs {dst} blobs {U [16, C, K], bias|-1}; pad_l, pad_r; a 3x3 stride-1
-//                 convolution by Winograd F(2x2, 3x3) (winograd.h); src, dst (and a sum operand) nChw8c;
-//                 post-ops sum and eltwise relu only (engine format 1.1)
+//   winograd      inputs {src} outputs {dst} blobs {U [16, C, K] | g [9, C, K], bias|-1}; pad_l, pad_r; a
+//                 3x3 stride-1 convolution by Winograd F(2x2, 3x3) (winograd.h); src, dst (and a sum
+//                 operand) nChw8c; post-ops sum and eltwise relu only (engine format 1.1; the compact
+//                 form g, transformed per run, 1.2)
 //   reference     inputs {...} outputs {...} blobs {constants...}; target, args (JSON, "%<value>" /
 //                 "$<k>" tensor names), post_ops applied with reference kernels
 struct PlanStep {

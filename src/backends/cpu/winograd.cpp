@@ -19,6 +19,7 @@ using dnnl::memory;
 constexpr int64_t kBlock = 8;  // channels per nChw8c block = floats per AVX2 register
 constexpr int kTile = 4;       // input tile edge (2x2 outputs of a 3x3 filter)
 constexpr int kPositions = kTile * kTile;
+constexpr int kTaps = 9;  // a 3x3 filter
 constexpr size_t kAlign = 64;
 // Bytes of V and M per block of tiles (see WinogradExec), and the fewest tiles per block.
 constexpr int64_t kBlockBytes = int64_t{4} << 20;
@@ -117,6 +118,34 @@ __attribute__((target("avx2,fma"))) void output_transform(const float* m, const 
   }
 }
 
+// U[pos][c][k..k+8) = (G g Gt)[pos] from filters stored as g[9][C][K] (tap-major), for
+// input channel c and output channel block kb: the per-run transform of the compact form.
+__attribute__((target("avx2,fma"))) void filter_transform(const float* g9, float* u, int64_t c_n, int64_t k_n,
+                                                          int64_t c, int64_t kb) {
+  const int64_t tap_stride = c_n * k_n;
+  const float* in = g9 + c * k_n + kb * kBlock;
+  const __m256 half = _mm256_set1_ps(0.5f);
+  __m256 t[kTile][3];  // G g: rows of the filter combined
+  for (int j = 0; j < 3; ++j) {
+    const __m256 r0 = _mm256_loadu_ps(in + (0 * 3 + j) * tap_stride);
+    const __m256 r1 = _mm256_loadu_ps(in + (1 * 3 + j) * tap_stride);
+    const __m256 r2 = _mm256_loadu_ps(in + (2 * 3 + j) * tap_stride);
+    const __m256 outer = _mm256_add_ps(r0, r2);
+    t[0][j] = r0;
+    t[1][j] = _mm256_mul_ps(half, _mm256_add_ps(outer, r1));
+    t[2][j] = _mm256_mul_ps(half, _mm256_sub_ps(outer, r1));
+    t[3][j] = r2;
+  }
+  float* out = u + c * k_n + kb * kBlock;
+  for (int i = 0; i < kTile; ++i) {  // (G g) Gt
+    const __m256 outer = _mm256_add_ps(t[i][0], t[i][2]);
+    _mm256_storeu_ps(out + (i * kTile + 0) * tap_stride, t[i][0]);
+    _mm256_storeu_ps(out + (i * kTile + 1) * tap_stride, _mm256_mul_ps(half, _mm256_add_ps(outer, t[i][1])));
+    _mm256_storeu_ps(out + (i * kTile + 2) * tap_stride, _mm256_mul_ps(half, _mm256_sub_ps(outer, t[i][1])));
+    _mm256_storeu_ps(out + (i * kTile + 3) * tap_stride, t[i][2]);
+  }
+}
+
 class WinogradExec final : public StepExec {
  public:
   WinogradExec(const PlanStep& s, const ExecEnv& env) : in_(s.inputs.at(0)), out_(s.outputs.at(0)) {
@@ -141,11 +170,12 @@ class WinogradExec final : public StepExec {
     g_.tiles_w = (g_.ow + 1) / 2;
     g_.tiles = g_.n * g_.tiles_h * g_.tiles_w;
 
-    EMBER_CHECK(s.blobs.size() == 2 && s.blobs[0] >= 0, ErrorCode::kCorrupt, "expected blobs {U, bias|-1}");
+    EMBER_CHECK(s.blobs.size() == 2 && s.blobs[0] >= 0, ErrorCode::kCorrupt, "expected blobs {U|g, bias|-1}");
     const PlanBlob& u = plan.blobs.at(s.blobs[0]);
-    EMBER_CHECK(u.dtype == DType::kFloat32 && u.dims == Shape({kPositions, g_.c, g_.k}), ErrorCode::kCorrupt,
-                "transformed weights: expected float32 [16, ", g_.c, ", ", g_.k, "], found ", dtype_name(u.dtype), " ",
-                shape_str(u.dims));
+    compact_ = u.dims == Shape({kTaps, g_.c, g_.k});
+    EMBER_CHECK(u.dtype == DType::kFloat32 && (compact_ || u.dims == Shape({kPositions, g_.c, g_.k})),
+                ErrorCode::kCorrupt, "weights: expected float32 [16, ", g_.c, ", ", g_.k, "] (transformed) or [9, ",
+                g_.c, ", ", g_.k, "] (filters), found ", dtype_name(u.dtype), " ", shape_str(u.dims));
     u_ = reinterpret_cast<const float*>(env.blob_ptr(s.blobs[0]));
     if (s.blobs[1] >= 0) {
       const PlanBlob& b = plan.blobs.at(s.blobs[1]);
@@ -175,16 +205,18 @@ class WinogradExec final : public StepExec {
     size_t pad_bytes = 0;
     full_ = make_matmul(block_, &pad_bytes);
     if (g_.tiles % block_ != 0) tail_ = make_matmul(g_.tiles % block_, &pad_bytes);
-    m_offset_ = align_up(static_cast<size_t>(kPositions * block_ * g_.c) * sizeof(float));
+    // Scratch: [U (compact form only)] V M [matmul scratchpad].
+    v_offset_ = compact_ ? align_up(static_cast<size_t>(kPositions * g_.c * g_.k) * sizeof(float)) : 0;
+    m_offset_ = v_offset_ + align_up(static_cast<size_t>(kPositions * block_ * g_.c) * sizeof(float));
     pad_offset_ = m_offset_ + align_up(static_cast<size_t>(kPositions * block_ * g_.k) * sizeof(float));
     scratch_bytes = pad_offset_ + align_up(pad_bytes);
-    impl = cat("winograd_2x2_3x3:avx2+", full_.impl);
+    impl = cat(compact_ ? "winograd_2x2_3x3:avx2+per_run_filter_transform+" : "winograd_2x2_3x3:avx2+", full_.impl);
   }
 
   void run(RunState& st) const override {
     const float* src = reinterpret_cast<const float*>(st.ptr.at(in_));
     float* dst = reinterpret_cast<float*>(st.ptr.at(out_));
-    float* v = reinterpret_cast<float*>(st.scratch);
+    float* v = reinterpret_cast<float*>(st.scratch + v_offset_);
     float* m = reinterpret_cast<float*>(st.scratch + m_offset_);
     std::vector<const float*> operands(post_ops_.size(), nullptr);
     for (size_t p = 0; p < post_ops_.size(); ++p)
@@ -192,7 +224,15 @@ class WinogradExec final : public StepExec {
     const Geometry& g = g_;
     const int64_t cblocks = g.c / kBlock, kblocks = g.k / kBlock;
     const dnnl::engine& eng = cpu_engine();
-    memory u_mem(u_desc_, eng, const_cast<float*>(u_));
+    const float* u = u_;
+    if (compact_) {  // U for this run, into the scratch
+      float* u_run = reinterpret_cast<float*>(st.scratch);
+#pragma omp parallel for schedule(static)
+      for (int64_t item = 0; item < g.c * kblocks; ++item)
+        filter_transform(u_, u_run, g.c, g.k, item / kblocks, item % kblocks);
+      u = u_run;
+    }
+    memory u_mem(u_desc_, eng, const_cast<float*>(u));
     for (int64_t first = 0; first < g.tiles; first += block_) {
       const int64_t b = std::min(block_, g.tiles - first);
       const Matmul& mm = b == block_ ? full_ : tail_;
@@ -240,13 +280,14 @@ class WinogradExec final : public StepExec {
 
   int in_, out_;
   Geometry g_{};
-  const float* u_ = nullptr;
+  const float* u_ = nullptr;  // U [16, C, K], or with compact_ the filters g [9, C, K]
+  bool compact_ = false;
   const float* bias_ = nullptr;
   std::vector<PostOp> post_ops_;
   int64_t block_ = 1;  // tiles per block
   memory::desc u_desc_;
   Matmul full_, tail_;
-  size_t m_offset_ = 0, pad_offset_ = 0;
+  size_t v_offset_ = 0, m_offset_ = 0, pad_offset_ = 0;
 };
 
 }  // namespace
@@ -298,6 +339,21 @@ Tensor winograd_transform_weights(const Tensor& weight) {
     }
   }
   return u;
+}
+
+Tensor winograd_filters(const Tensor& weight) {
+  EMBER_CHECK(weight.dtype() == DType::kFloat32 && weight.dim() == 4 && weight.size(2) == 3 && weight.size(3) == 3,
+              ErrorCode::kInvalidArgument, "Winograd weights: expected float32 [K, C, 3, 3], found ",
+              weight.to_string());
+  const Tensor w = weight.contiguous();
+  const int64_t k_n = w.size(0), c_n = w.size(1);
+  Tensor g = Tensor::empty({kTaps, c_n, k_n}, DType::kFloat32);
+  const float* src = w.data<float>();
+  float* dst = g.data<float>();
+  for (int64_t k = 0; k < k_n; ++k)
+    for (int64_t c = 0; c < c_n; ++c)
+      for (int r = 0; r < kTaps; ++r) dst[(r * c_n + c) * k_n + k] = src[(k * c_n + c) * kTaps + r];
+  return g;
 }
 
 memory::desc winograd_layout(const Shape& dims) {

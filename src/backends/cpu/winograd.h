@@ -7,8 +7,11 @@
 //   M = V U       (16 independent [tiles, C] x [C, K] products) oneDNN batched matmul
 //   Y = At M A    (2x2 output tile, per output channel)          output transform
 //
-// U = G g Gt (g: the 3x3 filter) is computed once at build time and stored in the engine in
-// place of the filter, as [16, C, K]. Source and destination are in oneDNN's nChw8c layout
+// U = G g Gt (g: the 3x3 filter) is either computed once at build time and stored in the
+// engine in place of the filter, as [16, C, K] (16/9 of the filter bytes), or -- the compact
+// form -- the filters are stored tap-major as [9, C, K] (the filter bytes, reordered) and U is
+// computed at the start of every run into the step's scratch (vectorized over K; about
+// 3 % of the step's arithmetic for a 3x3 layer, more memory traffic where C x K is large). Source and destination are in oneDNN's nChw8c layout
 // (8 channels innermost, one AVX2 register), the layout oneDNN's AVX2 convolutions use, so a
 // Winograd step between two of them needs no reorder. Bias, a residual sum and ReLU are
 // applied in the output transform. The builder times this kernel against oneDNN's and keeps
@@ -40,6 +43,9 @@ bool winograd_fits(const Shape& src, const Shape& weight, int64_t groups, const 
 
 // U = G g Gt for every (k, c): [K, C, 3, 3] float32 -> [16, C, K] float32 (computed in double).
 Tensor winograd_transform_weights(const Tensor& weight);
+
+// The compact form's filters: [K, C, 3, 3] float32 -> [9, C, K] float32 (tap-major).
+Tensor winograd_filters(const Tensor& weight);
 
 // The layout of a Winograd step's source and destination: nChw8c.
 dnnl::memory::desc winograd_layout(const Shape& dims);
