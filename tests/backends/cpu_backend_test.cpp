@@ -795,6 +795,70 @@ TEST(CpuBackendTactics, WeightGrowthBudgetKeepsWinogradOut) {
   EXPECT_THROW(build_engine(m.g, o), Error);
 }
 
+// The budget over the whole graph: a cheap early upgrade must not starve a later op whose
+// upgrade saves more time per byte (graph-order spending would pick op 0's big Winograd and
+// leave op 2 on a 10x slower kernel for want of a few padding bytes).
+TEST(CpuBackendTactics, WeightGrowthIsAllocatedOverTheWholeGraph) {
+  auto op = [](std::vector<std::string> names, std::vector<double> ms, std::vector<int64_t> growth) {
+    TacticSurvey s;
+    s.names = std::move(names);
+    s.ms = std::move(ms);
+    s.growth = std::move(growth);
+    return s;
+  };
+  std::vector<TacticSurvey> survey = {
+      op({"blocked", "winograd", "winograd_compact"}, {1.0, 0.9, 0.95}, {0, 1000, 0}),
+      op({"reference"}, {0.1}, {0}),
+      op({"inner_product", "reference"}, {0.02, 0.3}, {500, 0}),
+      op({"plain", "blocked"}, {0.5, 0.07}, {0, 200}),
+  };
+  // 700 bytes: both padding upgrades (0.28 ms per 500 bytes, 0.43 per 200) beat Winograd's
+  // 0.05 ms per 1000; the compact form is free and faster than blocked.
+  EXPECT_EQ(allocate_weight_growth(survey, 700),
+            (std::vector<std::string>{"winograd_compact", "reference", "inner_product", "blocked"}));
+  // 200 bytes: only the best ratio fits.
+  EXPECT_EQ(allocate_weight_growth(survey, 200),
+            (std::vector<std::string>{"winograd_compact", "reference", "reference", "blocked"}));
+  // No budget: least growth everywhere, fastest among equals.
+  EXPECT_EQ(allocate_weight_growth(survey, 0),
+            (std::vector<std::string>{"winograd_compact", "reference", "reference", "plain"}));
+  // Enough for everything: each op's fastest.
+  EXPECT_EQ(allocate_weight_growth(survey, 1 << 20),
+            (std::vector<std::string>{"winograd", "reference", "inner_product", "blocked"}));
+  EXPECT_TRUE(allocate_weight_growth({}, 100).empty());
+}
+
+// A timed build's report and plan agree with what it kept: every step's tactic is one its
+// timings list, and the stored weights stay within the budget.
+TEST(CpuBackendTactics, TimedBuildKeepsItsBudget) {
+  ResNetWeights w;
+  EngineGraph g = residual_graph(w, 2, false);
+  const auto [inputs, want] = residual_cases(w, 2, 111);
+  BuildOptions o;
+  o.timing_iterations = 1;
+  o.timing_rounds = 1;
+  o.max_weight_growth = 0;
+  std::vector<std::string> progress;
+  o.progress = [&](const std::string& s) { progress.push_back(s); };
+  auto bytes = build_engine(g, o);
+  int64_t constants = 0;
+  for (const FusedOp& op : g.ops)
+    for (const Tensor& c : op.constants)
+      if (c.defined()) constants += c.nbytes();
+  EngineView view = EngineView::parse(bytes, "timed.engine");
+  Json plan = Json::parse(std::string(reinterpret_cast<const char*>(view.section(kSectionPlan)->data()),
+                                      view.section(kSectionPlan)->nbytes()));
+  int64_t stored = 0;
+  for (const Json& b : plan["blobs"]) stored += b["size"].get<int64_t>();
+  EXPECT_LE(stored, constants);
+  for (const Json& st : plan["steps"])
+    if (!st["timings"].empty()) EXPECT_TRUE(st["timings"].contains(st["tactic"].get<std::string>())) << st.dump();
+  size_t picked = 0;
+  for (const std::string& line : progress) picked += line.find(", picked ") != std::string::npos;
+  EXPECT_EQ(picked, g.ops.size()) << "one report line per op";
+  check_residual(bytes, want, inputs, "timed build, no growth");
+}
+
 // ---------------------------------------------------------------- serialization and robustness
 
 EngineGraph small_cnn() {

@@ -149,9 +149,21 @@ std::map<std::string, std::string> forced_tactics(const BuildOptions& o) {
   return out;
 }
 
+using OpSurvey = TacticSurvey;
+
 class EngineBuilder {
  public:
   EngineBuilder(const EngineGraph& g, const BuildOptions& o) : g_(g), opt_(o), forced_(forced_tactics(o)) {}
+
+  // Pass 1 of a timed build: time every candidate, keep the fastest whatever it stores, and
+  // record what was found in *out (one entry per op); build() then returns no bytes.
+  void survey_into(std::vector<OpSurvey>* out) { survey_out_ = out; }
+  // Pass 2: emit decisions[i] for the i-th op, reporting the survey's timings.
+  void follow(const std::vector<OpSurvey>* survey, const std::vector<std::string>* decisions) {
+    survey_in_ = survey;
+    decisions_ = decisions;
+  }
+  int64_t growth_budget() const { return growth_budget_; }
 
   std::shared_ptr<Storage> build();
 
@@ -355,6 +367,16 @@ class EngineBuilder {
       EMBER_CHECK(!candidates.empty(), ErrorCode::kUnsupported, g_.name, ": op '", op.name, "' (", op.op,
                   "): forced tactic '", forced, "' is not one of its tactics (", names, ")");
     }
+    const size_t index = op_index_++;
+    const OpSurvey* surveyed = nullptr;  // pass 2: this op's survey; only the decided candidate is emitted
+    if (decisions_ && !redeciding_ && index < decisions_->size() && index < survey_in_->size()) {
+      for (const auto& c : candidates)
+        if (c.first == (*decisions_)[index]) {
+          surveyed = &(*survey_in_)[index];
+          candidates = {c};
+          break;
+        }
+    }
     Snapshot base = snapshot();
     std::string best;
     double best_ms = 0;
@@ -362,7 +384,8 @@ class EngineBuilder {
     std::vector<std::string> errors;
     // Bytes a candidate adds to the stored weights beyond the op's own constants (e.g. the
     // Winograd kernel's transformed filters are 16/9 of the filters): candidates are kept
-    // within the engine's weight growth budget, spent in graph order.
+    // within the engine's weight growth budget (untimed builds: spent in graph order; timed
+    // builds: allocated over the whole graph between pass 1 and pass 2, see build_engine).
     int64_t own_bytes = 0;
     for (const Tensor& t : op.constants)
       if (t.defined()) own_bytes += t.nbytes();
@@ -371,7 +394,10 @@ class EngineBuilder {
       for (size_t b = base.blobs; b < plan_.blobs.size(); ++b) added += plan_.blobs[b].size;
       return std::max<int64_t>(0, added - own_bytes);
     };
-    const int64_t budget_left = growth_budget_ - growth_spent_;
+    // Passes 1 and 2 of a timed build ignore the budget here: build_engine allocates it over
+    // the whole graph between them.
+    const int64_t budget_left = survey_out_ || surveyed ? std::numeric_limits<int64_t>::max()
+                                                        : growth_budget_ - growth_spent_;
     std::map<std::string, int64_t> growth;
     std::vector<std::string> over_budget;
     std::string fallback;  // untimed builds: the first candidate that works, when none fits the budget
@@ -442,10 +468,41 @@ class EngineBuilder {
       }
     }
     if (best.empty()) best = fallback;
+    if (best.empty() && surveyed) {
+      // The decided candidate failed in pass 2 (its inputs in other layouts than in pass 1):
+      // choose among all candidates again, within what is left of the budget.
+      redeciding_ = true;
+      --op_index_;
+      choose(op, all_candidates);
+      redeciding_ = false;
+      return;
+    }
     if (best.empty()) {
       std::string all;
       for (const auto& e : errors) all += "\n  " + e;
       fail(ErrorCode::kUnsupported, g_.name, ": op '", op.name, "' (", op.op, "): no implementation fits:", all);
+    }
+    if (survey_out_) {
+      OpSurvey sv;
+      for (const auto& c : candidates) {
+        auto it = timings.find(c.first);
+        if (it == timings.end() && candidates.size() > 1) continue;  // failed
+        sv.names.push_back(c.first);
+        sv.ms.push_back(it == timings.end() ? 0.0 : it->get<double>());
+        sv.growth.push_back(growth[c.first]);
+      }
+      sv.timings = timings;
+      survey_out_->push_back(std::move(sv));
+    }
+    if (surveyed) {  // report what pass 1 measured; left out = faster candidates the budget did not admit
+      timings = surveyed->timings;
+      over_budget.clear();
+      for (size_t c = 0; c < surveyed->names.size(); ++c) {
+        growth[surveyed->names[c]] = surveyed->growth[c];
+        if (timings.contains(best) && surveyed->ms[c] < timings[best].get<double>() &&
+            surveyed->growth[c] > growth[best])
+          over_budget.push_back(surveyed->names[c]);
+      }
     }
     for (const auto& [name, emit] : candidates)
       if (name == best) emit();
@@ -456,8 +513,10 @@ class EngineBuilder {
     s.timings = timings;
     auto execs = instantiate(plan_.steps.size() - 1);
     s.impl = execs.back()->impl;
-    std::string msg = cat(g_.name, ": ", op.op, " ", op.name, ": ", candidates.size(), " tactic",
-                          candidates.size() == 1 ? "" : "s", ", picked ", best, " (", s.impl, ")",
+    if (survey_out_) return;  // pass 1 reports nothing: its picks are not final
+    const size_t n_tactics = surveyed ? surveyed->names.size() : candidates.size();
+    std::string msg = cat(g_.name, ": ", op.op, " ", op.name, ": ", n_tactics, " tactic",
+                          n_tactics == 1 ? "" : "s", ", picked ", best, " (", s.impl, ")",
                           forced.empty() ? "" : " [forced]");
     if (growth[best] > 0) msg += cat(" (+", growth[best], " weight bytes)");
     if (!over_budget.empty() && !(over_budget.size() == 1 && over_budget[0] == best)) {
@@ -554,6 +613,11 @@ class EngineBuilder {
   std::map<std::string, std::string> forced_;  // op name or kind -> tactic (options + EMBER_FORCE_TACTICS)
   int64_t growth_budget_ = 0;  // bytes the stored weights may grow by (BuildOptions::max_weight_growth)
   int64_t growth_spent_ = 0;
+  std::vector<OpSurvey>* survey_out_ = nullptr;
+  const std::vector<OpSurvey>* survey_in_ = nullptr;
+  const std::vector<std::string>* decisions_ = nullptr;
+  size_t op_index_ = 0;      // choose() calls so far
+  bool redeciding_ = false;  // pass 2, an op whose decided candidate failed
   Plan plan_;
   std::vector<int> value_graph_;            // plan value -> graph value
   std::vector<Shape> gdims_;                // graph value -> build dims
@@ -1213,6 +1277,7 @@ std::shared_ptr<Storage> EngineBuilder::build() {
   } catch (const dnnl::error& e) {
     fail(ErrorCode::kUnsupported, g_.name, ": oneDNN refused a kernel: ", e.what());
   }
+  if (survey_out_) return nullptr;
   finish_outputs();
   plan_memory();
   EngineMeta meta = make_meta();
@@ -1238,9 +1303,62 @@ std::shared_ptr<Storage> EngineBuilder::build() {
 
 }  // namespace
 
+std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>& survey, int64_t budget) {
+  std::vector<size_t> pick(survey.size(), 0);
+  int64_t spent = 0;
+  for (size_t i = 0; i < survey.size(); ++i) {
+    const OpSurvey& o = survey[i];
+    for (size_t c = 1; c < o.names.size(); ++c)
+      if (o.growth[c] < o.growth[pick[i]] || (o.growth[c] == o.growth[pick[i]] && o.ms[c] < o.ms[pick[i]]))
+        pick[i] = c;
+    if (!o.names.empty()) spent += o.growth[pick[i]];
+  }
+  for (;;) {
+    size_t best_i = 0, best_c = 0;
+    double best_ratio = 0;
+    bool found = false;
+    for (size_t i = 0; i < survey.size(); ++i) {
+      const OpSurvey& o = survey[i];
+      for (size_t c = 0; c < o.names.size(); ++c) {
+        const double saved = o.ms[pick[i]] - o.ms[c];
+        const int64_t extra = o.growth[c] - o.growth[pick[i]];
+        if (saved <= 0 || spent + extra > budget) continue;
+        const double ratio = extra <= 0 ? std::numeric_limits<double>::infinity() : saved / static_cast<double>(extra);
+        if (!found || ratio > best_ratio || (ratio == best_ratio && saved > o.ms[pick[best_i]] - o.ms[best_c])) {
+          best_i = i, best_c = c, best_ratio = ratio, found = true;
+        }
+      }
+    }
+    if (!found) break;
+    spent += survey[best_i].growth[best_c] - survey[best_i].growth[pick[best_i]];
+    pick[best_i] = best_c;
+  }
+  std::vector<std::string> out(survey.size());
+  for (size_t i = 0; i < survey.size(); ++i)
+    if (!survey[i].names.empty()) out[i] = survey[i].names[pick[i]];
+  return out;
+}
+
 std::shared_ptr<Storage> build_engine(const EngineGraph& graph, const BuildOptions& options) {
-  EngineBuilder b(graph, options);
-  return b.build();
+  if (!options.time_tactics) {  // untimed: the first candidate that works and fits, in graph order
+    EngineBuilder b(graph, options);
+    return b.build();
+  }
+  // Timed: pass 1 times every candidate of every op (each after the fastest picks before
+  // it), the budget is then allocated over the whole graph, and pass 2 emits those
+  // decisions without timing again.
+  std::vector<OpSurvey> survey;
+  int64_t budget = 0;
+  {
+    EngineBuilder pass1(graph, options);
+    pass1.survey_into(&survey);
+    pass1.build();
+    budget = pass1.growth_budget();
+  }
+  const std::vector<std::string> decisions = allocate_weight_growth(survey, budget);
+  EngineBuilder pass2(graph, options);
+  pass2.follow(&survey, &decisions);
+  return pass2.build();
 }
 
 bool supports(const FusedOp& op, const std::vector<EngineValue>& values, std::string* reason) {

@@ -102,16 +102,17 @@ struct BuildOptions {
   int timing_rounds = 3;        // rounds over the candidates, interleaved; each keeps its minimum
   // How much the stored weights may grow beyond the constants the engine absorbs, as a
   // fraction of those constants (0.01: 1 %). Some kernels trade size for speed (Winograd
-  // convolutions store 16/9 of their filters); the builder keeps the fastest candidate whose
-  // growth still fits, spending the budget in graph order. Use a large value (e.g. 1.0) for
-  // the fastest engine whatever its size, 0 for no growth at all.
+  // convolutions store 16/9 of their filters). Timed builds spread the budget over the whole
+  // graph (allocate_weight_growth); untimed builds keep the first candidate that fits, in
+  // graph order. Use a large value (e.g. 1.0) for the fastest engine whatever its size, 0
+  // for no growth at all.
   double max_weight_growth = 0.01;
   // Progress callback (e.g. "engine_0: conv2d layer1.0.conv1: 3 tactics, picked jit:avx2 blocked").
   std::function<void(const std::string&)> progress;
   // Forced tactics (deterministic builds, tests, debugging): key -> tactic name. A key is an
   // op's name (FusedOp::name, e.g. "layer1.0.conv1") or an op kind (FusedOp::op: "conv2d",
   // "linear", "max_pool2d", ...); a name wins over a kind. Tactic names: conv2d "blocked" |
-  // "plain" | "winograd" | "reference"; linear "inner_product" | "matmul" | "reference"; other ops
+  // "plain" | "winograd" | "winograd_compact" | "reference"; linear "inner_product" | "matmul" | "reference"; other ops
   // "onednn" | "reference". A forced tactic that does not apply to the op (or that oneDNN
   // refuses) fails the build with kUnsupported naming the op. The environment variable
   // EMBER_FORCE_TACTICS ("conv2d=reference,max_pool2d=onednn") adds entries for keys not
@@ -122,6 +123,22 @@ struct BuildOptions {
 // Returns the complete engine file (engine.h container). Throws kUnsupported naming the
 // op when something cannot be built.
 std::shared_ptr<Storage> build_engine(const EngineGraph& graph, const BuildOptions& options = {});
+
+// What tactic timing found for one op's candidates: the ones that worked, their best times
+// (ms) and the bytes each adds to the stored weights beyond the op's own constants.
+struct TacticSurvey {
+  std::vector<std::string> names;
+  std::vector<double> ms;
+  std::vector<int64_t> growth;
+  nlohmann::json timings = nlohmann::json::object();  // name -> ms, as recorded in the plan
+};
+
+// Spreads a weight growth budget (bytes) over a timed build's ops: one tactic per survey
+// entry. Every op starts on the candidate that stores least (the fastest of those); then the
+// upgrade that saves the most time per extra byte and still fits is applied, until none fits
+// (upgrades that save time at no extra bytes first). A greedy answer to the multiple-choice
+// knapsack; exact enough for budgets spent on a few dozen ops.
+std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>& survey, int64_t budget);
 
 // Whether the CPU backend can put `op` (a normalized op name + dtypes) into an engine;
 // the compiler's partitioner asks this. `reason` receives why not.
