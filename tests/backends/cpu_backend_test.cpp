@@ -759,6 +759,16 @@ TEST(CpuBackendTactics, WinogradInADynamicResidualNetwork) {
   check_residual(bytes, want, inputs, describe_forced(o.force_tactics));
 }
 
+// A timed build with one quick round and no weight growth; progress lines go to *progress.
+BuildOptions quick_timed_build(std::vector<std::string>* progress) {
+  BuildOptions o;
+  o.timing_iterations = 1;
+  o.timing_rounds = 1;
+  o.max_weight_growth = 0;
+  o.progress = [progress](const std::string& s) { progress->push_back(s); };
+  return o;
+}
+
 // The weight growth budget: with none, no candidate that stores more than the op's own
 // constants is kept, even when timing would pick it; forcing a tactic overrides the budget.
 TEST(CpuBackendTactics, WeightGrowthBudgetKeepsWinogradOut) {
@@ -773,12 +783,8 @@ TEST(CpuBackendTactics, WeightGrowthBudgetKeepsWinogradOut) {
   c.attrs = {{"stride", {1, 1}}, {"padding", {1, 1}}};
   m.g.inputs = {x};
   m.g.outputs = {y};
-  BuildOptions o;
-  o.timing_iterations = 1;
-  o.timing_rounds = 1;
-  o.max_weight_growth = 0;
   std::vector<std::string> progress;
-  o.progress = [&](const std::string& s) { progress.push_back(s); };
+  BuildOptions o = quick_timed_build(&progress);
   auto bytes = build_engine(m.g, o);
   EXPECT_NE(plan_tactics(bytes)["conv"], "winograd");
   EngineView view = EngineView::parse(bytes, "budget.engine");
@@ -834,12 +840,8 @@ TEST(CpuBackendTactics, TimedBuildKeepsItsBudget) {
   ResNetWeights w;
   EngineGraph g = residual_graph(w, 2, false);
   const auto [inputs, want] = residual_cases(w, 2, 111);
-  BuildOptions o;
-  o.timing_iterations = 1;
-  o.timing_rounds = 1;
-  o.max_weight_growth = 0;
   std::vector<std::string> progress;
-  o.progress = [&](const std::string& s) { progress.push_back(s); };
+  BuildOptions o = quick_timed_build(&progress);
   auto bytes = build_engine(g, o);
   int64_t constants = 0;
   for (const FusedOp& op : g.ops)

@@ -315,11 +315,20 @@ bool winograd_fits(const Shape& src, const Shape& weight, int64_t groups, const 
   return src[2] + pad_l[0] + pad_r[0] >= 3 && src[3] + pad_l[1] + pad_r[1] >= 3;
 }
 
-Tensor winograd_transform_weights(const Tensor& weight) {
+namespace {
+
+// `weight` as a contiguous float32 [K, C, 3, 3] tensor (kInvalidArgument otherwise).
+Tensor checked_filters(const Tensor& weight) {
   EMBER_CHECK(weight.dtype() == DType::kFloat32 && weight.dim() == 4 && weight.size(2) == 3 && weight.size(3) == 3,
               ErrorCode::kInvalidArgument, "Winograd weights: expected float32 [K, C, 3, 3], found ",
               weight.to_string());
-  const Tensor w = weight.contiguous();
+  return weight.contiguous();
+}
+
+}  // namespace
+
+Tensor winograd_transform_weights(const Tensor& weight) {
+  const Tensor w = checked_filters(weight);
   const int64_t k_n = w.size(0), c_n = w.size(1);
   static constexpr double G[kTile][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
   Tensor u = Tensor::empty({kPositions, c_n, k_n}, DType::kFloat32);
@@ -342,10 +351,7 @@ Tensor winograd_transform_weights(const Tensor& weight) {
 }
 
 Tensor winograd_filters(const Tensor& weight) {
-  EMBER_CHECK(weight.dtype() == DType::kFloat32 && weight.dim() == 4 && weight.size(2) == 3 && weight.size(3) == 3,
-              ErrorCode::kInvalidArgument, "Winograd weights: expected float32 [K, C, 3, 3], found ",
-              weight.to_string());
-  const Tensor w = weight.contiguous();
+  const Tensor w = checked_filters(weight);
   const int64_t k_n = w.size(0), c_n = w.size(1);
   Tensor g = Tensor::empty({kTaps, c_n, k_n}, DType::kFloat32);
   const float* src = w.data<float>();
