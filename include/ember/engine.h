@@ -133,11 +133,18 @@ enum class EngineVerification {
   kFull,     // kMinimal + the checksum of every section
 };
 
+// Section flag (format 1.2): the section's checksum is XXH3-64 over the little-endian
+// XXH3-64 digests of its consecutive kEngineChecksumChunk-byte chunks (the last may be
+// shorter), so that a reader can verify the chunks on several threads. Writers set it on
+// sections larger than one chunk.
+inline constexpr uint32_t kSectionFlagChunkedChecksum = 1;
+inline constexpr uint64_t kEngineChecksumChunk = uint64_t{1} << 20;
+
 struct EngineSectionInfo {
   std::string name;
   uint64_t offset = 0;
   uint64_t size = 0;
-  uint64_t checksum = 0;  // XXH3-64 of the section bytes
+  uint64_t checksum = 0;  // XXH3-64 of the section bytes (or of its chunk digests, see above)
   uint32_t flags = 0;
   uint32_t alignment = 0;
 };
@@ -179,6 +186,12 @@ class EngineView {
   // Checks one section's checksum (for callers that parsed with kMinimal).
   // Throws kChecksumMismatch ("corrupted").
   void verify_section(std::string_view name) const;
+  // The same check in pieces that may run on several threads: checksum_pieces() pieces
+  // (the chunks of a chunked section, else 1), the digest of each, then check_pieces() with
+  // all digests in order. Throws kChecksumMismatch ("corrupted").
+  size_t checksum_pieces(std::string_view name) const;
+  uint64_t checksum_piece(std::string_view name, size_t piece) const;
+  void check_pieces(std::string_view name, const std::vector<uint64_t>& digests) const;
   // Checks that the alignment padding (bytes outside the header, the table and every
   // section, which no checksum covers) is zero. kFull does this and verify_section() for
   // every section; callers that parsed with kMinimal and verify sections themselves (e.g.

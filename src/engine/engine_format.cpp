@@ -108,6 +108,20 @@ uint64_t section_checksum(const uint8_t* data, size_t size) {
 #endif
 }
 
+// A chunked section's checksum from its chunk digests (kSectionFlagChunkedChecksum).
+uint64_t combine_digests(const std::vector<uint64_t>& digests) {
+  std::vector<uint8_t> le(digests.size() * 8);
+  for (size_t i = 0; i < digests.size(); ++i) wr64(le.data() + i * 8, digests[i]);
+  return section_checksum(le.data(), le.size());
+}
+
+uint64_t chunked_checksum(const uint8_t* data, uint64_t size) {
+  std::vector<uint64_t> digests;
+  for (uint64_t begin = 0; begin < size; begin += kEngineChecksumChunk)
+    digests.push_back(section_checksum(data + begin, std::min(kEngineChecksumChunk, size - begin)));
+  return combine_digests(digests);
+}
+
 std::string section_name_problem(std::string_view name) {
   if (name.empty()) return "empty name";
   if (name.size() > kEngineSectionNameMax) return cat("name longer than ", kEngineSectionNameMax, " bytes");
@@ -389,8 +403,9 @@ std::shared_ptr<Storage> EngineWriter::write_to_storage() const {
     std::memcpy(rec + kRecName, p.name.data(), p.name.size());
     wr64(rec + kRecOffset, p.offset);
     wr64(rec + kRecSize, p.size);
-    wr64(rec + kRecChecksum, section_checksum(p.data, p.size));
-    wr32(rec + kRecFlags, 0);
+    const bool chunked = p.size > kEngineChecksumChunk;
+    wr64(rec + kRecChecksum, chunked ? chunked_checksum(p.data, p.size) : section_checksum(p.data, p.size));
+    wr32(rec + kRecFlags, chunked ? kSectionFlagChunkedChecksum : 0);
     wr32(rec + kRecAlignment, p.alignment);
     if (p.size > 0) std::memcpy(b + p.offset, p.data, p.size);
   }
@@ -536,7 +551,10 @@ EngineView EngineView::parse(std::shared_ptr<Storage> bytes, std::string source,
                 " overlaps the header and section table (which end at ", table_end, ")");
     EMBER_CHECK(info.offset <= file_size && info.size <= file_size - info.offset, ErrorCode::kCorrupt, sec, ": bytes ",
                 info.offset, " + ", info.size, " lie outside the engine (", file_size, " bytes)");
-    EMBER_CHECK(!strict || info.flags == 0, ErrorCode::kCorrupt, sec, ": flags: expected 0, found ", info.flags);
+    // 1.2 defines the chunked-checksum flag; earlier minors none.
+    const uint32_t known_flags = version.minor >= 2 ? kSectionFlagChunkedChecksum : 0;
+    EMBER_CHECK(!strict || (info.flags & ~known_flags) == 0, ErrorCode::kCorrupt, sec, ": flags: expected ",
+                known_flags == 0 ? "0" : "0 or 1 (chunked checksum)", ", found ", info.flags);
     EMBER_CHECK(!strict || rd64(rec + kRecReserved) == 0, ErrorCode::kCorrupt, sec,
                 ": reserved field: expected 0, found ", hex64(rd64(rec + kRecReserved)));
     max_alignment = std::max(max_alignment, info.alignment);
@@ -618,8 +636,33 @@ std::shared_ptr<Storage> EngineView::section(std::string_view name) const {
 }
 
 void EngineView::verify_section(std::string_view name) const {
+  const size_t n = checksum_pieces(name);
+  std::vector<uint64_t> digests(n);
+  for (size_t i = 0; i < n; ++i) digests[i] = checksum_piece(name, i);
+  check_pieces(name, digests);
+}
+
+size_t EngineView::checksum_pieces(std::string_view name) const {
   const EngineSectionInfo& info = find(name);
-  const uint64_t actual = section_checksum(storage_->data() + info.offset, info.size);
+  if (!(info.flags & kSectionFlagChunkedChecksum)) return 1;
+  return static_cast<size_t>((info.size + kEngineChecksumChunk - 1) / kEngineChecksumChunk);
+}
+
+uint64_t EngineView::checksum_piece(std::string_view name, size_t piece) const {
+  const EngineSectionInfo& info = find(name);
+  const uint8_t* data = storage_->data() + info.offset;
+  if (!(info.flags & kSectionFlagChunkedChecksum)) return section_checksum(data, info.size);
+  const uint64_t begin = uint64_t{piece} * kEngineChecksumChunk;
+  EMBER_CHECK(begin < info.size, ErrorCode::kInvalidArgument, source_, ": section '", info.name, "' has no checksum piece ",
+              piece);
+  return section_checksum(data + begin, std::min(kEngineChecksumChunk, info.size - begin));
+}
+
+void EngineView::check_pieces(std::string_view name, const std::vector<uint64_t>& digests) const {
+  const EngineSectionInfo& info = find(name);
+  EMBER_CHECK(digests.size() == checksum_pieces(name), ErrorCode::kInvalidArgument, source_, ": section '", info.name,
+              "': expected ", checksum_pieces(name), " checksum pieces, found ", digests.size());
+  const uint64_t actual = (info.flags & kSectionFlagChunkedChecksum) ? combine_digests(digests) : digests.at(0);
   EMBER_CHECK(actual == info.checksum, ErrorCode::kChecksumMismatch, source_, ": section '", info.name,
               "' is corrupted: XXH3-64 checksum expected ", hex64(info.checksum), ", found ", hex64(actual));
 }

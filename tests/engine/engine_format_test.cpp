@@ -349,9 +349,9 @@ TEST(EngineFormat, BadSectionTableEntries) {
   reseal(v);
   expect_error([&] { parse_vec(v); }, ErrorCode::kCorrupt, {"NUL"});
   v = orig;
-  test::put32(v, record(1) + 48, 1);
+  test::put32(v, record(1) + 48, 2);  // bit 0 (chunked checksum) is defined since 1.2; bit 1 is not
   reseal(v);
-  expect_error([&] { parse_vec(v); }, ErrorCode::kCorrupt, {"flags"});
+  expect_error([&] { parse_vec(v); }, ErrorCode::kCorrupt, {"flags", "0 or 1 (chunked checksum)", "found 2"});
   v = orig;
   v[record(1) + 60] = 1;
   reseal(v);
@@ -459,6 +459,49 @@ TEST(EngineFormat, NewerMinorParsesButIsIncompatible) {
   EXPECT_EQ(r.findings[0].expected, newer_text);
   expect_error([&] { load_engine(to_storage(v), "model.engine", parse_target_description("x86_64")); },
                ErrorCode::kVersionMismatch, {"model.engine", "subgraph_0", "engine format", newer_text, "newer"});
+}
+
+// Sections larger than one checksum chunk carry a chunked checksum (format 1.2): verified
+// whole or piece by piece (several threads), a flip in any chunk is corruption, and the flag
+// itself is covered (clearing it changes what the checksum means).
+TEST(EngineFormat, ChunkedChecksumCoversEveryChunk) {
+  EngineWriter w;
+  w.set_meta(sample_meta());
+  const size_t big = static_cast<size_t>(kEngineChecksumChunk) * 2 + 1000;  // 3 chunks, the last short
+  auto plan = test::pattern(100, 1);
+  std::vector<uint8_t> weights(big);  // no period: every chunk differs
+  uint32_t x = 12345;
+  for (uint8_t& b : weights) b = static_cast<uint8_t>((x = x * 1664525u + 1013904223u) >> 24);
+  w.add_section("plan", plan);
+  w.add_section("weights", weights);
+  auto v = to_vector(w.write_to_storage());
+  const size_t wi = find_record(v, "weights"), pi = find_record(v, "plan");
+  EXPECT_EQ(get32(v, record(wi) + 48), kSectionFlagChunkedChecksum);
+  EXPECT_EQ(get32(v, record(pi) + 48), 0u) << "small sections keep the plain checksum";
+  EngineView view = parse_vec(v);
+  ASSERT_EQ(view.checksum_pieces("weights"), 3u);
+  EXPECT_EQ(view.checksum_pieces("plan"), 1u);
+  std::vector<uint64_t> digests;
+  for (size_t i = 0; i < 3; ++i) digests.push_back(view.checksum_piece("weights", i));
+  view.check_pieces("weights", digests);
+  std::swap(digests[0], digests[1]);  // order matters
+  expect_error([&] { view.check_pieces("weights", digests); }, ErrorCode::kChecksumMismatch, {"weights", "corrupted"});
+  expect_error([&] { view.check_pieces("weights", {digests[0]}); }, ErrorCode::kInvalidArgument, {"3 checksum pieces"});
+  const uint64_t off = get64(v, record(wi) + 24);
+  for (uint64_t pos : {off, off + kEngineChecksumChunk + 17, off + big - 1}) {
+    auto bad = v;
+    bad[pos] ^= 0x40;
+    expect_error([&] { parse_vec(bad); }, ErrorCode::kChecksumMismatch, {"section 'weights'", "corrupted"});
+  }
+  auto unflagged = v;
+  test::put32(unflagged, record(wi) + 48, 0);
+  test::reseal_header(unflagged);
+  expect_error([&] { parse_vec(unflagged); }, ErrorCode::kChecksumMismatch, {"section 'weights'", "corrupted"});
+  // Before 1.2 no section flag is defined.
+  auto old = with_format_version(1, 1);
+  test::put32(old, record(find_record(old, "weights")) + 48, kSectionFlagChunkedChecksum);
+  reseal(old);
+  expect_error([&] { parse_vec(old); }, ErrorCode::kCorrupt, {"flags: expected 0, found 1"});
 }
 
 TEST(EngineFormat, MetaJsonRoundTrip) {

@@ -4,6 +4,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -94,17 +95,35 @@ inline size_t find_record(const std::vector<uint8_t>& b, const std::string& name
 
 // Recomputes every section checksum and the header checksum (after a deliberate edit),
 // so the reader's structural checks are what a test exercises.
-inline void reseal(std::vector<uint8_t>& b) {
+// Recomputes the header checksum only (over the header and the section table).
+inline void reseal_header(std::vector<uint8_t>& b) {
   uint32_t count = get32(b, 16);
-  for (size_t i = 0; i < count; ++i) {
-    uint64_t off = get64(b, record(i) + 24), size = get64(b, record(i) + 32);
-    if (off <= b.size() && size <= b.size() - off) put64(b, record(i) + 40, XXH3_64bits(b.data() + off, size));
-  }
   size_t table_end = 64 + 64 * static_cast<size_t>(count);
   if (table_end > b.size()) table_end = b.size();
   std::vector<uint8_t> copy(b.begin(), b.begin() + table_end);
   put64(copy, 32, 0);
   put64(b, 32, XXH3_64bits(copy.data(), copy.size()));
+}
+
+// Recomputes every section checksum (chunked where the section's flag says so) and then the
+// header checksum.
+inline void reseal(std::vector<uint8_t>& b) {
+  uint32_t count = get32(b, 16);
+  for (size_t i = 0; i < count; ++i) {
+    uint64_t off = get64(b, record(i) + 24), size = get64(b, record(i) + 32);
+    if (off > b.size() || size > b.size() - off) continue;
+    uint64_t sum = XXH3_64bits(b.data() + off, size);
+    if (get32(b, record(i) + 48) & 1) {  // chunked (format 1.2)
+      std::vector<uint8_t> digests;
+      for (uint64_t at = 0; at < size; at += uint64_t{1} << 20) {
+        digests.resize(digests.size() + 8);
+        put64(digests, digests.size() - 8, XXH3_64bits(b.data() + off + at, std::min(uint64_t{1} << 20, size - at)));
+      }
+      sum = XXH3_64bits(digests.data(), digests.size());
+    }
+    put64(b, record(i) + 40, sum);
+  }
+  reseal_header(b);
 }
 
 }  // namespace ember::test

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
@@ -204,6 +205,69 @@ class CpuEngine final : public Engine {
 // may run on, at most this.
 constexpr unsigned kMaxLoadThreads = 4;
 
+// The weights section's checksum, verified in pieces (EngineView::checksum_piece) by
+// whichever threads are free: an optional helper thread started before the plan is parsed,
+// and the kernel-creating threads once their kernels are done. finish() completes and checks
+// it (kChecksumMismatch); the destructor stops and joins the helper on an error path.
+class WeightsCheck {
+ public:
+  WeightsCheck(const EngineView& view, bool enabled)
+      : view_(view), digests_(enabled ? view.checksum_pieces(kSectionWeights) : 0), enabled_(enabled) {}
+  WeightsCheck(const WeightsCheck&) = delete;
+  WeightsCheck& operator=(const WeightsCheck&) = delete;
+  ~WeightsCheck() {
+    next_.store(digests_.size());
+    if (helper_.joinable()) helper_.join();
+  }
+
+  void start_helper() {
+    try {
+      helper_ = std::thread([this] { drain(); });
+    } catch (const std::system_error&) {
+      // No thread: the kernel-creating threads do all of it.
+    }
+  }
+  bool helping() const { return helper_.joinable(); }
+  size_t pieces() const { return digests_.size(); }
+
+  // Hashes one piece; false when none was left.
+  bool step() {
+    const size_t i = next_.fetch_add(1);
+    if (i >= digests_.size()) return false;
+    digests_[i] = view_.checksum_piece(kSectionWeights, i);
+    return true;
+  }
+
+  void finish() {
+    if (!enabled_ || finished_) return;
+    finished_ = true;
+    drain();
+    if (helper_.joinable()) helper_.join();
+    if (error_) std::rethrow_exception(error_);
+    view_.check_pieces(kSectionWeights, digests_);
+  }
+
+ private:
+  void drain() {
+    try {
+      while (step()) {
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+
+  const EngineView& view_;
+  std::vector<uint64_t> digests_;
+  std::atomic<size_t> next_{0};
+  std::thread helper_;
+  std::mutex mu_;
+  std::exception_ptr error_;
+  bool enabled_;
+  bool finished_ = false;
+};
+
 int load_threads() {
   if (const char* env = std::getenv("EMBER_LOAD_THREADS"); env != nullptr && *env != 0) {
     char* end = nullptr;
@@ -230,12 +294,17 @@ std::shared_ptr<const Engine> Engine::load(std::shared_ptr<Storage> bytes, const
               "' was built for backend '", view.meta().backend, "', not 'cpu'");
   const bool full = verification == EngineVerification::kFull;
   // Every section but the weights is verified before it is parsed; the weights (almost all
-  // of the bytes) are verified below, concurrently with kernel creation, which never reads
-  // them. load() returns only after that verification passed.
+  // of the bytes) are verified concurrently with the plan parse and kernel creation, which
+  // never read them: a helper thread starts on their checksum chunks now, and the threads
+  // that create the kernels join in once they are done. load() returns only after that
+  // verification passed.
+  WeightsCheck check(view, full);
+  const int threads = load_threads();
   if (full) {
     view.verify_padding();
     for (const EngineSectionInfo& sec : view.sections())
       if (sec.name != kSectionMeta && sec.name != kSectionWeights) view.verify_section(sec.name);
+    if (threads > 1) check.start_helper();
   }
   const auto t_view = Clock::now();
   std::shared_ptr<Storage> plan_bytes = view.section(kSectionPlan);
@@ -273,31 +342,27 @@ std::shared_ptr<const Engine> Engine::load(std::shared_ptr<Storage> bytes, const
   const auto t_plan = Clock::now();
 
   auto engine = std::make_shared<CpuEngine>(view, std::move(plan), std::move(weights));
-  double verify_ms = 0;
-  auto verify_weights = [&] {
-    if (!full) return;
-    const auto t0 = Clock::now();
-    view.verify_section(kSectionWeights);
-    verify_ms = ms(t0, Clock::now());
-  };
-  const int threads = load_threads();
   if (!engine->dynamic()) {
     // Static engines: create every kernel now (primitive creation only) so the first run is
-    // fast, on `threads` threads, while one of them verifies the weights.
+    // fast, on the load threads the checksum helper leaves free; each then helps verify.
     std::map<std::string, int64_t> none;
     std::shared_ptr<Prepared> p = engine->layout_uncached(none);
-    create_kernels(*p, threads, verify_weights);
+    try {
+      create_kernels(*p, check.helping() ? threads - 1 : threads, [&] { return check.step(); });
+    } catch (...) {
+      check.finish();  // a corrupt weights section is the better report
+      throw;
+    }
     log_debug(source, ": engine '", m.name, "': arena ", p->arena_size, " bytes, kernel scratch ", p->scratch_bytes,
               " bytes per run");
     engine->adopt(none, std::move(p));
-  } else {
-    verify_weights();  // dynamic engines create kernels on the first run of each shape
   }
+  check.finish();  // dynamic engines create kernels on the first run of each shape
   const auto t_end = Clock::now();
   log_debug(source, ": engine '", m.name, "' loaded in ", ms(t_start, t_end), " ms: header, meta, target and small ",
-            "sections ", ms(t_start, t_view), " ms, plan ", ms(t_view, t_plan), " ms, ",
-            engine->dynamic() ? "weights verified " : "kernels + weights verified ", "(", threads, " threads) ",
-            ms(t_plan, t_end), " ms, of which weights checksum ", verify_ms, " ms");
+            "sections ", ms(t_start, t_view), " ms, plan ", ms(t_view, t_plan), " ms (weights checksum running), ",
+            engine->dynamic() ? "weights verified " : "kernels + weights verified ", "(", threads, " threads, ",
+            check.pieces(), " checksum pieces) ", ms(t_plan, t_end), " ms");
   return engine;
 }
 

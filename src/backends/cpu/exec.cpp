@@ -613,36 +613,34 @@ std::shared_ptr<Prepared> prepare_layout(const Plan& plan, const std::map<std::s
   return p;
 }
 
-void create_kernels(Prepared& p, int workers, const std::function<void()>& side_task) {
+void create_kernels(Prepared& p, int workers, const std::function<bool()>& side_step) {
   const Plan& plan = *p.env.plan;
   const size_t n_steps = plan.steps.size();
   std::vector<std::unique_ptr<StepExec>> execs(n_steps);
   std::vector<std::exception_ptr> step_errors(n_steps);
   std::exception_ptr side_error;
-  // Task 0 is the side task (when given), then one task per step.
-  const size_t offset = side_task ? 1 : 0;
-  const size_t n_tasks = n_steps + offset;
+  std::mutex side_mu;
   std::atomic<size_t> next{0};
   const int omp_threads = omp_get_max_threads();
   auto work = [&] {
-    for (size_t t = next.fetch_add(1); t < n_tasks; t = next.fetch_add(1)) {
-      if (t < offset) {
-        try {
-          side_task();
-        } catch (...) {
-          side_error = std::current_exception();
-        }
-        continue;
-      }
-      const size_t k = t - offset;
+    for (size_t k = next.fetch_add(1); k < n_steps; k = next.fetch_add(1)) {
       try {
         execs[k] = make_step_exec(plan.steps[k], p.env);
       } catch (...) {
         step_errors[k] = std::current_exception();
       }
     }
+    if (!side_step) return;
+    try {
+      while (side_step()) {
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(side_mu);
+      if (!side_error) side_error = std::current_exception();
+    }
   };
-  const size_t helpers = std::min<size_t>(static_cast<size_t>(std::max(workers, 1)) - 1, n_tasks > 0 ? n_tasks - 1 : 0);
+  const size_t helpers = std::min<size_t>(static_cast<size_t>(std::max(workers, 1)) - 1,
+                                          n_steps > 0 ? n_steps - 1 : 0);
   std::vector<std::thread> threads;
   threads.reserve(helpers);
   try {

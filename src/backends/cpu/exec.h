@@ -73,11 +73,12 @@ std::shared_ptr<Prepared> prepare_layout(const Plan& plan, const std::map<std::s
 // bytes. Every helper uses the calling thread's OpenMP thread count, because oneDNN sizes
 // some kernels for the thread count at creation.
 //
-// `side_task`, when given, runs concurrently with the kernel creation (it is taken first, so
-// the longest job starts first); the engine uses it to verify the weights checksum while
-// oneDNN creates kernels. All work is finished before this returns; then the side task's
-// exception, if any, is rethrown first (corruption wins), else the first failing step's.
-void create_kernels(Prepared& p, int workers, const std::function<void()>& side_task = {});
+// `side_step`, when given, is called by every worker once no kernel is left to create, until
+// it returns false (it does one piece of other work per call and says whether any is left);
+// the engine uses it to finish verifying the weights checksum, chunk by chunk. All work is
+// finished before this returns; then a side step's exception, if any, is rethrown first
+// (corruption wins), else the first failing step's.
+void create_kernels(Prepared& p, int workers, const std::function<bool()>& side_step = {});
 
 // prepare_layout + create_kernels on the calling thread only.
 std::shared_ptr<Prepared> prepare(const Plan& plan, const std::map<std::string, int64_t>& symbols,
