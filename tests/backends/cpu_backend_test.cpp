@@ -843,6 +843,13 @@ TEST(CpuBackendTactics, WeightGrowthIsAllocatedOverTheWholeGraph) {
   EXPECT_EQ(allocate_weight_growth(survey, 1 << 20),
             (std::vector<std::string>{"winograd", "reference", "inner_product", "blocked"}));
   EXPECT_TRUE(allocate_weight_growth({}, 100).empty());
+  // Equal ratios: the larger saving goes first, whichever op comes first (op 1 has fewer
+  // candidates than op 0 has indices).
+  std::vector<TacticSurvey> tie = {
+      op({"a", "b", "c"}, {1.0, 0.9, 0.5}, {0, 100, 500}),
+      op({"x", "y"}, {1.0, 0.0}, {0, 1000}),
+  };
+  EXPECT_EQ(allocate_weight_growth(tie, 1000), (std::vector<std::string>{"a", "y"}));
 }
 
 // A timed build's report and plan agree with what it kept: every step's tactic is one its

@@ -1315,7 +1315,7 @@ std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>&
   }
   for (;;) {
     size_t best_i = 0, best_c = 0;
-    double best_ratio = 0;
+    double best_ratio = 0, best_saved = 0;
     bool found = false;
     for (size_t i = 0; i < survey.size(); ++i) {
       const OpSurvey& o = survey[i];
@@ -1324,8 +1324,8 @@ std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>&
         const int64_t extra = o.growth[c] - o.growth[pick[i]];
         if (saved <= 0 || spent + extra > budget) continue;
         const double ratio = extra <= 0 ? std::numeric_limits<double>::infinity() : saved / static_cast<double>(extra);
-        if (!found || ratio > best_ratio || (ratio == best_ratio && saved > o.ms[pick[best_i]] - o.ms[best_c])) {
-          best_i = i, best_c = c, best_ratio = ratio, found = true;
+        if (!found || ratio > best_ratio || (ratio == best_ratio && saved > best_saved)) {
+          best_i = i, best_c = c, best_ratio = ratio, best_saved = saved, found = true;
         }
       }
     }
