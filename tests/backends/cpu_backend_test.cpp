@@ -872,8 +872,11 @@ TEST(CpuBackendTactics, TimedBuildKeepsItsBudget) {
   int64_t stored = 0;
   for (const Json& b : plan["blobs"]) stored += b["size"].get<int64_t>();
   EXPECT_LE(stored, constants);
-  for (const Json& st : plan["steps"])
-    if (!st["timings"].empty()) EXPECT_TRUE(st["timings"].contains(st["tactic"].get<std::string>())) << st.dump();
+  for (const Json& st : plan["steps"]) {
+    if (!st["timings"].empty()) {
+      EXPECT_TRUE(st["timings"].contains(st["tactic"].get<std::string>())) << st.dump();
+    }
+  }
   size_t picked = 0;
   for (const std::string& line : progress) picked += line.find(", picked ") != std::string::npos;
   EXPECT_EQ(picked, g.ops.size()) << "one report line per op";
@@ -1130,6 +1133,28 @@ TEST(CpuBackendLoad, CorruptWeightsAreAnErrorWithEveryLoadThreadCount) {
       Tensor in = random_tensor(in_shape, 46);
       EXPECT_EQ(Engine::load(bytes, "intact")->run({in}).size(), 1u);
     }
+  }
+}
+
+TEST(CpuBackendLoad, ErrorsWhileHelpersHashAreReportedInOrder) {
+  // wide_conv's weights are 3 checksum chunks, so helper threads are still hashing when the
+  // plan turns out bad (they are stopped and joined), and a kernel that fails to create
+  // meets a damaged weights section (corruption is the better report).
+  auto bytes = build_engine(wide_conv(), fast());
+  std::string garbage = "{\"version\": 1, \"steps\": [";
+  auto bad_json = rewrite(bytes, nullptr, nullptr, &garbage);
+  auto bad_stride = rewrite(bytes, nullptr, [](Json& j) {
+    for (Json& st : j["steps"])
+      if (st["kind"] == "conv") st["strides"] = {3, 3};
+  });
+  const uint64_t weights_size = EngineView::parse(bytes, "x").section(kSectionWeights)->nbytes();
+  for (const char* threads : {"1", "2", "4", "16"}) {
+    ScopedLoadThreads scoped(threads);
+    SCOPED_TRACE(cat("EMBER_LOAD_THREADS=", threads));
+    expect_load_error(bad_json, ErrorCode::kCorrupt, "not valid JSON");
+    expect_load_error(bad_stride, ErrorCode::kCorrupt, "conv");
+    expect_load_error(damage_section(bad_stride, kSectionWeights, weights_size - 1), ErrorCode::kChecksumMismatch,
+                      "section 'weights' is corrupted");
   }
 }
 

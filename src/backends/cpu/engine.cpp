@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "backends/cpu/cpu_backend.h"
@@ -19,6 +21,13 @@
 namespace ember::cpu {
 
 namespace {
+
+bool has_dynamic_inputs(const EngineMeta& meta) {
+  for (const EngineIoBinding& b : meta.inputs)
+    for (const EngineDim& d : b.shape)
+      if (!d.is_static()) return true;
+  return false;
+}
 
 class ScopedThreads {
  public:
@@ -38,10 +47,8 @@ struct Buffers {
 class CpuEngine final : public Engine {
  public:
   CpuEngine(EngineView view, Plan plan, std::shared_ptr<Storage> weights)
-      : view_(std::move(view)), plan_(std::move(plan)), weights_(std::move(weights)) {
-    for (const EngineIoBinding& b : view_.meta().inputs)
-      for (const EngineDim& d : b.shape) dynamic_ = dynamic_ || !d.is_static();
-  }
+      : view_(std::move(view)), plan_(std::move(plan)), weights_(std::move(weights)),
+        dynamic_(has_dynamic_inputs(view_.meta())) {}
 
   const EngineMeta& meta() const override { return view_.meta(); }
 
@@ -194,7 +201,7 @@ class CpuEngine final : public Engine {
   EngineView view_;
   Plan plan_;
   std::shared_ptr<Storage> weights_;
-  bool dynamic_ = false;
+  bool dynamic_;
   mutable std::mutex mu_;
   mutable std::map<Key, std::shared_ptr<Prepared>> cache_;
   mutable std::mutex pool_mu_;
@@ -205,67 +212,111 @@ class CpuEngine final : public Engine {
 // may run on, at most this.
 constexpr unsigned kMaxLoadThreads = 4;
 
-// The weights section's checksum, verified in pieces (EngineView::checksum_piece) by
-// whichever threads are free: an optional helper thread started before the plan is parsed,
-// and the kernel-creating threads once their kernels are done. finish() completes and checks
-// it (kChecksumMismatch); the destructor stops and joins the helper on an error path.
-class WeightsCheck {
+// The work of a load that can spread over threads: the weights section's checksum, in pieces
+// (EngineView::checksum_piece), and, once the plan is parsed, the kernels of a static engine
+// (KernelCreation). Helper threads start before the plan is parsed and hash weights pieces,
+// then take kernels once no piece is left; the loading thread, once it has published the
+// kernels, takes kernels first and pieces after, so no thread idles while another still has
+// work. (Kernels are not spread over all threads from the start: oneDNN kernel creation on
+// several threads at once contends inside oneDNN and the kernel's memory map, and measured
+// slower on two cores than creating them on one thread while the other hashes.) finish()
+// does the rest on the calling thread, joins the helpers, then reports corruption before any
+// kernel error. The destructor stops and joins the helpers on an error path before
+// publication.
+class LoadWork {
  public:
-  WeightsCheck(const EngineView& view, bool enabled)
-      : view_(view), digests_(enabled ? view.checksum_pieces(kSectionWeights) : 0), enabled_(enabled) {}
-  WeightsCheck(const WeightsCheck&) = delete;
-  WeightsCheck& operator=(const WeightsCheck&) = delete;
-  ~WeightsCheck() {
-    next_.store(digests_.size());
-    if (helper_.joinable()) helper_.join();
+  LoadWork(const EngineView& view, bool verify_weights)
+      : view_(view), digests_(verify_weights ? view.checksum_pieces(kSectionWeights) : 0), verify_(verify_weights) {}
+  LoadWork(const LoadWork&) = delete;
+  LoadWork& operator=(const LoadWork&) = delete;
+  ~LoadWork() {
+    next_piece_.store(digests_.size());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closing_ = true;
+    }
+    cv_.notify_all();
+    join();
   }
 
-  void start_helper() {
+  // Up to `count` helpers, each running kernels for `omp_threads` OpenMP threads.
+  void start_helpers(int count, int omp_threads) {
     try {
-      helper_ = std::thread([this] { drain(); });
+      for (int i = 0; i < count; ++i)
+        helpers_.emplace_back([this, omp_threads] {
+          omp_set_num_threads(omp_threads);
+          help();
+        });
     } catch (const std::system_error&) {
-      // No thread: the kernel-creating threads do all of it.
+      // Fewer threads: the ones started and the loading thread do all of it.
     }
   }
-  bool helping() const { return helper_.joinable(); }
+  size_t helpers() const { return helpers_.size(); }
   size_t pieces() const { return digests_.size(); }
 
-  // Hashes one piece; false when none was left.
-  bool step() {
-    const size_t i = next_.fetch_add(1);
-    if (i >= digests_.size()) return false;
-    digests_[i] = view_.checksum_piece(kSectionWeights, i);
-    return true;
+  // Hands the kernels to the helpers (nullptr: none to create). Call finish() next: nothing
+  // between may throw, since the helpers use `kernels` until finish() has joined them.
+  void publish(KernelCreation* kernels) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      kernels_.store(kernels);
+      published_ = true;
+    }
+    cv_.notify_all();
   }
 
   void finish() {
-    if (!enabled_ || finished_) return;
-    finished_ = true;
-    drain();
-    if (helper_.joinable()) helper_.join();
-    if (error_) std::rethrow_exception(error_);
-    view_.check_pieces(kSectionWeights, digests_);
+    KernelCreation* kernels = kernels_.load();
+    while ((kernels != nullptr && kernels->step()) || hash_step()) {
+    }
+    join();
+    if (hash_error_) std::rethrow_exception(hash_error_);
+    if (verify_) view_.check_pieces(kSectionWeights, digests_);
+    if (kernels != nullptr) kernels->finish();
   }
 
  private:
-  void drain() {
+  // One weights piece; false when none was left. Records the first error instead of throwing.
+  bool hash_step() {
+    const size_t i = next_piece_.fetch_add(1);
+    if (i >= digests_.size()) return false;
     try {
-      while (step()) {
-      }
+      digests_[i] = view_.checksum_piece(kSectionWeights, i);
     } catch (...) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (!error_) error_ = std::current_exception();
+      if (!hash_error_) hash_error_ = std::current_exception();
+      next_piece_.store(digests_.size());
     }
+    return true;
+  }
+
+  void help() {
+    for (;;) {
+      KernelCreation* kernels = kernels_.load();
+      if (hash_step() || (kernels != nullptr && kernels->step())) continue;
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return published_ || closing_; });
+      // Done unless the kernels were published after this thread last looked.
+      if (closing_ || kernels != nullptr || kernels_.load() == nullptr) return;
+    }
+  }
+
+  void join() {
+    for (std::thread& t : helpers_)
+      if (t.joinable()) t.join();
   }
 
   const EngineView& view_;
   std::vector<uint64_t> digests_;
-  std::atomic<size_t> next_{0};
-  std::thread helper_;
+  const bool verify_;
+  std::atomic<size_t> next_piece_{0};
+  std::atomic<KernelCreation*> kernels_{nullptr};
   std::mutex mu_;
-  std::exception_ptr error_;
-  bool enabled_;
-  bool finished_ = false;
+  std::condition_variable cv_;
+  bool published_ = false;
+  bool closing_ = false;
+  std::exception_ptr hash_error_;
+  std::vector<std::thread> helpers_;
 };
 
 int load_threads() {
@@ -295,17 +346,18 @@ std::shared_ptr<const Engine> Engine::load(std::shared_ptr<Storage> bytes, const
   const bool full = verification == EngineVerification::kFull;
   // Every section but the weights is verified before it is parsed; the weights (almost all
   // of the bytes) are verified concurrently with the plan parse and kernel creation, which
-  // never read them: a helper thread starts on their checksum chunks now, and the threads
-  // that create the kernels join in once they are done. load() returns only after that
-  // verification passed.
-  WeightsCheck check(view, full);
+  // never read them: helper threads start on their checksum pieces now and take kernels once
+  // the plan is parsed. load() returns only after that verification passed.
+  const bool dynamic = has_dynamic_inputs(view.meta());
+  LoadWork work(view, full);
   const int threads = load_threads();
+  const int omp_threads = omp_get_max_threads();
   if (full) {
     view.verify_padding();
     for (const EngineSectionInfo& sec : view.sections())
       if (sec.name != kSectionMeta && sec.name != kSectionWeights) view.verify_section(sec.name);
-    if (threads > 1) check.start_helper();
   }
+  if (threads > 1 && (work.pieces() > 1 || !dynamic)) work.start_helpers(threads - 1, omp_threads);
   const auto t_view = Clock::now();
   std::shared_ptr<Storage> plan_bytes = view.section(kSectionPlan);
   std::shared_ptr<Storage> weights = view.section(kSectionWeights);
@@ -342,27 +394,26 @@ std::shared_ptr<const Engine> Engine::load(std::shared_ptr<Storage> bytes, const
   const auto t_plan = Clock::now();
 
   auto engine = std::make_shared<CpuEngine>(view, std::move(plan), std::move(weights));
+  std::shared_ptr<Prepared> p;
+  std::optional<KernelCreation> kernels;
   if (!engine->dynamic()) {
     // Static engines: create every kernel now (primitive creation only) so the first run is
-    // fast, on the load threads the checksum helper leaves free; each then helps verify.
-    std::map<std::string, int64_t> none;
-    std::shared_ptr<Prepared> p = engine->layout_uncached(none);
-    try {
-      create_kernels(*p, check.helping() ? threads - 1 : threads, [&] { return check.step(); });
-    } catch (...) {
-      check.finish();  // a corrupt weights section is the better report
-      throw;
-    }
+    // fast; dynamic engines create kernels on the first run of each shape.
+    p = engine->layout_uncached({});
+    kernels.emplace(*p);
+  }
+  work.publish(kernels ? &*kernels : nullptr);
+  work.finish();  // corruption is reported before a kernel error
+  if (p != nullptr) {
     log_debug(source, ": engine '", m.name, "': arena ", p->arena_size, " bytes, kernel scratch ", p->scratch_bytes,
               " bytes per run");
-    engine->adopt(none, std::move(p));
+    engine->adopt({}, std::move(p));
   }
-  check.finish();  // dynamic engines create kernels on the first run of each shape
   const auto t_end = Clock::now();
   log_debug(source, ": engine '", m.name, "' loaded in ", ms(t_start, t_end), " ms: header, meta, target and small ",
             "sections ", ms(t_start, t_view), " ms, plan ", ms(t_view, t_plan), " ms (weights checksum running), ",
-            engine->dynamic() ? "weights verified " : "kernels + weights verified ", "(", threads, " threads, ",
-            check.pieces(), " checksum pieces) ", ms(t_plan, t_end), " ms");
+            engine->dynamic() ? "weights verified " : "kernels + weights verified ", "(", work.helpers() + 1,
+            " threads, ", work.pieces(), " checksum pieces) ", ms(t_plan, t_end), " ms");
   return engine;
 }
 

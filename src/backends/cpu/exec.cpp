@@ -613,54 +613,53 @@ std::shared_ptr<Prepared> prepare_layout(const Plan& plan, const std::map<std::s
   return p;
 }
 
-void create_kernels(Prepared& p, int workers, const std::function<bool()>& side_step) {
-  const Plan& plan = *p.env.plan;
-  const size_t n_steps = plan.steps.size();
-  std::vector<std::unique_ptr<StepExec>> execs(n_steps);
-  std::vector<std::exception_ptr> step_errors(n_steps);
-  std::exception_ptr side_error;
-  std::mutex side_mu;
-  std::atomic<size_t> next{0};
+KernelCreation::KernelCreation(Prepared& p)
+    : p_(p), execs_(p.env.plan->steps.size()), errors_(p.env.plan->steps.size()) {}
+
+bool KernelCreation::step() {
+  const size_t k = next_.fetch_add(1);
+  if (k >= execs_.size()) return false;
+  try {
+    execs_[k] = make_step_exec(p_.env.plan->steps[k], p_.env);
+  } catch (...) {
+    errors_[k] = std::current_exception();
+  }
+  return true;
+}
+
+void KernelCreation::finish() {
+  while (step()) {
+  }
+  for (const std::exception_ptr& e : errors_)
+    if (e) std::rethrow_exception(e);
+  p_.steps = std::move(execs_);
+  p_.scratch_bytes = 0;
+  for (const auto& e : p_.steps) p_.scratch_bytes = std::max(p_.scratch_bytes, e->scratch_bytes);
+}
+
+void create_kernels(Prepared& p, int workers) {
+  KernelCreation kernels(p);
+  const size_t n_steps = p.env.plan->steps.size();
+  const size_t helpers =
+      std::min<size_t>(static_cast<size_t>(std::max(workers, 1)) - 1, n_steps > 0 ? n_steps - 1 : 0);
   const int omp_threads = omp_get_max_threads();
-  auto work = [&] {
-    for (size_t k = next.fetch_add(1); k < n_steps; k = next.fetch_add(1)) {
-      try {
-        execs[k] = make_step_exec(plan.steps[k], p.env);
-      } catch (...) {
-        step_errors[k] = std::current_exception();
-      }
-    }
-    if (!side_step) return;
-    try {
-      while (side_step()) {
-      }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(side_mu);
-      if (!side_error) side_error = std::current_exception();
-    }
-  };
-  const size_t helpers = std::min<size_t>(static_cast<size_t>(std::max(workers, 1)) - 1,
-                                          n_steps > 0 ? n_steps - 1 : 0);
   std::vector<std::thread> threads;
   threads.reserve(helpers);
   try {
     for (size_t i = 0; i < helpers; ++i) {
       threads.emplace_back([&] {
         omp_set_num_threads(omp_threads);
-        work();
+        while (kernels.step()) {
+        }
       });
     }
   } catch (const std::system_error&) {
     // No more threads available: the ones started and this thread do the rest.
   }
-  work();
+  while (kernels.step()) {
+  }
   for (std::thread& t : threads) t.join();
-  if (side_error) std::rethrow_exception(side_error);
-  for (const std::exception_ptr& e : step_errors)
-    if (e) std::rethrow_exception(e);
-  p.steps = std::move(execs);
-  p.scratch_bytes = 0;
-  for (const auto& e : p.steps) p.scratch_bytes = std::max(p.scratch_bytes, e->scratch_bytes);
+  kernels.finish();
 }
 
 std::shared_ptr<Prepared> prepare(const Plan& plan, const std::map<std::string, int64_t>& symbols,

@@ -3,7 +3,9 @@
 // kernels the runtime will create) and by Engine (load / run).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
@@ -67,18 +69,31 @@ std::shared_ptr<Prepared> prepare_layout(const Plan& plan, const std::map<std::s
                                          std::function<const uint8_t*(int)> blob_ptr,
                                          std::shared_ptr<const void> keepalive);
 
-// Creates the kernel of every step of `p` (fills `p.steps` and `p.scratch_bytes`) on up to
-// `workers` threads: the calling thread and `workers - 1` helpers, each taking the next
-// step not yet taken. Kernel creation reads descriptors and weight addresses, never weight
-// bytes. Every helper uses the calling thread's OpenMP thread count, because oneDNN sizes
-// some kernels for the thread count at creation.
-//
-// `side_step`, when given, is called by every worker once no kernel is left to create, until
-// it returns false (it does one piece of other work per call and says whether any is left);
-// the engine uses it to finish verifying the weights checksum, chunk by chunk. All work is
-// finished before this returns; then a side step's exception, if any, is rethrown first
-// (corruption wins), else the first failing step's.
-void create_kernels(Prepared& p, int workers, const std::function<bool()>& side_step = {});
+// Creates the kernel of every step of `p`, one step per call to step(), from any number of
+// threads at once: each call takes the next step not yet taken and returns false once none is
+// left. Kernel creation reads descriptors and weight addresses, never weight bytes. A step's
+// error is recorded, not thrown; finish(), called once every caller of step() is done, installs
+// the kernels in `p` (`p.steps`, `p.scratch_bytes`) or rethrows the first failing step's error.
+// Threads other than the one that made `p` must first set the OpenMP thread count `p` is for
+// (omp_set_num_threads): oneDNN sizes some kernels for the thread count at creation.
+class KernelCreation {
+ public:
+  explicit KernelCreation(Prepared& p);
+  KernelCreation(const KernelCreation&) = delete;
+  KernelCreation& operator=(const KernelCreation&) = delete;
+
+  bool step();
+  void finish();
+
+ private:
+  Prepared& p_;
+  std::vector<std::unique_ptr<StepExec>> execs_;
+  std::vector<std::exception_ptr> errors_;
+  std::atomic<size_t> next_{0};
+};
+
+// KernelCreation on the calling thread and `workers - 1` helper threads.
+void create_kernels(Prepared& p, int workers);
 
 // prepare_layout + create_kernels on the calling thread only.
 std::shared_ptr<Prepared> prepare(const Plan& plan, const std::map<std::string, int64_t>& symbols,
