@@ -55,7 +55,7 @@ class CpuEngine final : public Engine {
   std::shared_ptr<Prepared> prepared_uncached(const std::map<std::string, int64_t>& symbols) const {
     return prepare(plan_, symbols, [this](int b) { return blob(b); }, weights_);
   }
-  // Layouts and memory plan only; the caller creates the kernels (create_kernels).
+  // Layouts and memory plan only; the caller creates the kernels (KernelCreation).
   std::shared_ptr<Prepared> layout_uncached(const std::map<std::string, int64_t>& symbols) const {
     return prepare_layout(plan_, symbols, [this](int b) { return blob(b); }, weights_);
   }

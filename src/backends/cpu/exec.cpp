@@ -8,8 +8,6 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
-#include <system_error>
-#include <thread>
 
 #include "backends/cpu/winograd.h"
 #include "ember/error.h"
@@ -637,35 +635,10 @@ void KernelCreation::finish() {
   for (const auto& e : p_.steps) p_.scratch_bytes = std::max(p_.scratch_bytes, e->scratch_bytes);
 }
 
-void create_kernels(Prepared& p, int workers) {
-  KernelCreation kernels(p);
-  const size_t n_steps = p.env.plan->steps.size();
-  const size_t helpers =
-      std::min<size_t>(static_cast<size_t>(std::max(workers, 1)) - 1, n_steps > 0 ? n_steps - 1 : 0);
-  const int omp_threads = omp_get_max_threads();
-  std::vector<std::thread> threads;
-  threads.reserve(helpers);
-  try {
-    for (size_t i = 0; i < helpers; ++i) {
-      threads.emplace_back([&] {
-        omp_set_num_threads(omp_threads);
-        while (kernels.step()) {
-        }
-      });
-    }
-  } catch (const std::system_error&) {
-    // No more threads available: the ones started and this thread do the rest.
-  }
-  while (kernels.step()) {
-  }
-  for (std::thread& t : threads) t.join();
-  kernels.finish();
-}
-
 std::shared_ptr<Prepared> prepare(const Plan& plan, const std::map<std::string, int64_t>& symbols,
                                   std::function<const uint8_t*(int)> blob_ptr, std::shared_ptr<const void> keepalive) {
   std::shared_ptr<Prepared> p = prepare_layout(plan, symbols, std::move(blob_ptr), std::move(keepalive));
-  create_kernels(*p, 1);
+  KernelCreation(*p).finish();
   return p;
 }
 

@@ -92,10 +92,7 @@ class KernelCreation {
   std::atomic<size_t> next_{0};
 };
 
-// KernelCreation on the calling thread and `workers - 1` helper threads.
-void create_kernels(Prepared& p, int workers);
-
-// prepare_layout + create_kernels on the calling thread only.
+// prepare_layout + KernelCreation on the calling thread only.
 std::shared_ptr<Prepared> prepare(const Plan& plan, const std::map<std::string, int64_t>& symbols,
                                   std::function<const uint8_t*(int)> blob_ptr, std::shared_ptr<const void> keepalive);
 
