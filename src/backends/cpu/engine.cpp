@@ -47,8 +47,7 @@ struct Buffers {
 class CpuEngine final : public Engine {
  public:
   CpuEngine(EngineView view, Plan plan, std::shared_ptr<Storage> weights)
-      : view_(std::move(view)), plan_(std::move(plan)), weights_(std::move(weights)),
-        dynamic_(has_dynamic_inputs(view_.meta())) {}
+      : view_(std::move(view)), plan_(std::move(plan)), weights_(std::move(weights)) {}
 
   const EngineMeta& meta() const override { return view_.meta(); }
 
@@ -170,7 +169,6 @@ class CpuEngine final : public Engine {
   // Bound blob pointer: weights base + blob offset (validated by plan_from_json).
   const uint8_t* blob(int b) const { return weights_->data() + plan_.blobs.at(b).offset; }
   const Plan& plan() const { return plan_; }
-  bool dynamic() const { return dynamic_; }
 
  private:
   struct Key {
@@ -201,7 +199,6 @@ class CpuEngine final : public Engine {
   EngineView view_;
   Plan plan_;
   std::shared_ptr<Storage> weights_;
-  bool dynamic_;
   mutable std::mutex mu_;
   mutable std::map<Key, std::shared_ptr<Prepared>> cache_;
   mutable std::mutex pool_mu_;
@@ -396,7 +393,7 @@ std::shared_ptr<const Engine> Engine::load(std::shared_ptr<Storage> bytes, const
   auto engine = std::make_shared<CpuEngine>(view, std::move(plan), std::move(weights));
   std::shared_ptr<Prepared> p;
   std::optional<KernelCreation> kernels;
-  if (!engine->dynamic()) {
+  if (!dynamic) {
     // Static engines: create every kernel now (primitive creation only) so the first run is
     // fast; dynamic engines create kernels on the first run of each shape.
     p = engine->layout_uncached({});
@@ -412,7 +409,7 @@ std::shared_ptr<const Engine> Engine::load(std::shared_ptr<Storage> bytes, const
   const auto t_end = Clock::now();
   log_debug(source, ": engine '", m.name, "' loaded in ", ms(t_start, t_end), " ms: header, meta, target and small ",
             "sections ", ms(t_start, t_view), " ms, plan ", ms(t_view, t_plan), " ms (weights checksum running), ",
-            engine->dynamic() ? "weights verified " : "kernels + weights verified ", "(", work.helpers() + 1,
+            dynamic ? "weights verified " : "kernels + weights verified ", "(", work.helpers() + 1,
             " threads, ", work.pieces(), " checksum pieces) ", ms(t_plan, t_end), " ms");
   return engine;
 }
