@@ -199,6 +199,40 @@ TEST(Parallel, AvailableCpusFollowTheAffinityMask) {
   EXPECT_EQ(available_cpus(), all);  // the calling thread's mask is unchanged
 }
 
+// start_thread runs the function on a new thread that ends up with its creator's CPU set,
+// whatever that set is (it only starts away from the creator's CPU).
+TEST(Parallel, StartedThreadKeepsTheCreatorsCpuSet) {
+  auto mask_of_started_thread = [] {
+    cpu_set_t seen;
+    CPU_ZERO(&seen);
+    int rc = -1;
+    std::thread t = start_thread([&] { rc = sched_getaffinity(0, sizeof(seen), &seen); });
+    t.join();
+    EXPECT_EQ(rc, 0);
+    return seen;
+  };
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(mine), &mine), 0);
+  cpu_set_t seen = mask_of_started_thread();
+  EXPECT_TRUE(CPU_EQUAL(&seen, &mine));
+
+  // From a thread pinned to one CPU: nowhere else to start, the new thread stays pinned too.
+  std::thread pinned([&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &mine)) {
+        CPU_SET(c, &one);
+        break;
+      }
+    ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+    cpu_set_t got = mask_of_started_thread();
+    EXPECT_TRUE(CPU_EQUAL(&got, &one));
+  });
+  pinned.join();
+}
+
 TEST(Conv2d, ResultsDoNotDependOnThreadCount) {
   Tensor x = rand({1, 32, 28, 28}, 21), w = rand({64, 32, 3, 3}, 22);
   Args args{{"input", OpArg::of(x)}, {"weight", OpArg::of(w)}, {"padding", OpArg::of_int(1)}};

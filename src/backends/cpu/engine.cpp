@@ -240,10 +240,10 @@ class LoadWork {
   void start_helpers(int count, int omp_threads) {
     try {
       for (int i = 0; i < count; ++i)
-        helpers_.emplace_back([this, omp_threads] {
+        helpers_.push_back(ops::start_thread([this, omp_threads] {
           omp_set_num_threads(omp_threads);
           help();
-        });
+        }));
     } catch (const std::system_error&) {
       // Fewer threads: the ones started and the loading thread do all of it.
     }

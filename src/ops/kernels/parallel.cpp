@@ -1,5 +1,6 @@
 #include "ops/kernels/parallel.h"
 
+#include <pthread.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -70,7 +72,7 @@ class Pool {
  private:
   void ensure_workers(int count) {
     while (static_cast<int>(workers_.size()) < count) {
-      workers_.emplace_back([this] { loop(); });
+      workers_.push_back(start_thread([this] { loop(); }));
       workers_.back().detach();  // the pool lives until process exit
     }
   }
@@ -146,6 +148,32 @@ int available_cpus() {
 #endif
   const unsigned hw = std::thread::hardware_concurrency();
   return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+std::thread start_thread(std::function<void()> fn) {
+#ifdef __linux__
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  const int cpu = sched_getcpu();
+  if (cpu >= 0 && cpu < CPU_SETSIZE &&
+      pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) == 0 &&
+      CPU_ISSET(cpu, &allowed) && CPU_COUNT(&allowed) > 1) {
+    // The thread waits until it has been moved off this CPU, then takes the full set back.
+    auto moved = std::make_shared<std::atomic<bool>>(false);
+    std::thread t([fn = std::move(fn), allowed, moved] {
+      moved->wait(false);
+      (void)pthread_setaffinity_np(pthread_self(), sizeof(allowed), &allowed);
+      fn();
+    });
+    cpu_set_t others = allowed;
+    CPU_CLR(cpu, &others);
+    (void)pthread_setaffinity_np(t.native_handle(), sizeof(others), &others);  // best effort
+    moved->store(true);
+    moved->notify_one();
+    return t;
+  }
+#endif
+  return std::thread(std::move(fn));
 }
 
 int num_threads() {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <thread>
 
 namespace ember::ops {
 
@@ -19,6 +20,15 @@ int num_threads();
 // Overrides the thread count (>= 1); for tests and benchmarks. Not thread-safe against
 // concurrent parallel_for calls.
 void set_num_threads(int n);
+
+// Starts fn on a new thread, placed on a CPU other than the caller's when the process may run
+// on several. Linux queues a new thread on its creator's CPU and moves it to an idle one only at
+// the next load-balancing tick (up to 4 ms at HZ=250); a helper started for a few milliseconds
+// of work would spend them sharing one CPU with its creator while another sits idle. The new
+// thread is started with the caller's CPU set minus the caller's current CPU, and restores the
+// full set as its first step, so an affinity the user set (taskset, cpusets) still holds.
+// Throws std::system_error like std::thread when no thread can be started.
+std::thread start_thread(std::function<void()> fn);
 
 // Calls fn(begin, end) over disjoint chunks covering [0, n). Chunks hold at least `grain`
 // indices (except possibly the last). Exceptions thrown by fn are rethrown in the caller
