@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   clang libclang-rt-14-dev          # libFuzzer + sanitizer runtimes
+  libomp-dev                        # clang's OpenMP runtime (ThreadSanitizer build)
   zlib1g-dev                        # inflate + CRC-32 for zip entries
   nlohmann-json3-dev                # JSON (schema 8.x programs, configs, engine metadata)
   libcli11-dev                      # the ember CLI

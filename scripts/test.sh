@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds Ember (release preset) and runs the whole test suite.
 # With EMBER_ASAN=1 (the default under CI) the suite also runs once more under
-# AddressSanitizer + UndefinedBehaviorSanitizer (debug-asan preset).
+# AddressSanitizer + UndefinedBehaviorSanitizer (debug-asan preset), and with EMBER_TSAN=1
+# (also the default under CI) the suites that start threads run under ThreadSanitizer (tsan
+# preset, clang).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +22,12 @@ if [ "${EMBER_ASAN:-${CI:-0}}" != "0" ] && [ "${EMBER_ASAN:-1}" != "0" ]; then
   # multi-threaded load (kernels + weights checksum, damaged engines) run there too.
   cmake --build --preset debug-asan -j "$jobs" --target backends_cpu_backend_test
   ctest --preset debug-asan -j "$jobs" -L '^backends_cpu_backend_test$' -R 'Winograd|WeightGrowth|CpuBackendLoad'
+fi
+
+if [ "${EMBER_TSAN:-${CI:-0}}" != "0" ]; then
+  # The engine load's helper threads, the thread pool, concurrent runs of one program / model
+  # and the logger (tests/CMakeLists.txt, tsan_suite; suppressions in tests/tsan.supp).
+  cmake --preset tsan >/dev/null
+  cmake --build --preset tsan -j "$jobs" --target tsan_suite
+  ctest --preset tsan -j "$jobs" -L '^(backends_cpu_backend_test|ops_nn_matmul_test|runtime_fixtures_test|capi_test|engine_test)$'
 fi
