@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <random>
 #include <thread>
@@ -13,6 +14,7 @@
 #include "backends/cpu/winograd.h"
 #include "ember/engine.h"
 #include "ember/log.h"
+#include "ember/profile.h"
 #include "ops/arg_convert.h"
 
 namespace ember::cpu {
@@ -743,7 +745,12 @@ TEST(CpuBackendTactics, WinogradIsOfferedOnlyWhereItFits) {
     FAIL() << "expected kUnsupported";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
-    EXPECT_NE(std::string(e.what()).find("(blocked, plain, reference)"), std::string::npos) << e.what();
+    // (blocked, blocked/<oneDNN's other implementations on this host>..., plain, reference)
+    const std::string what = e.what();
+    const size_t list = what.find("tactics (blocked, ");
+    ASSERT_NE(list, std::string::npos) << what;
+    EXPECT_NE(what.find(", plain, reference)", list), std::string::npos) << what;
+    EXPECT_EQ(what.find("winograd", list), std::string::npos) << what;
   }
 }
 
@@ -853,6 +860,34 @@ TEST(CpuBackendTactics, WeightGrowthIsAllocatedOverTheWholeGraph) {
       op({"x", "y"}, {1.0, 0.0}, {0, 1000}),
   };
   EXPECT_EQ(allocate_weight_growth(tie, 1000), (std::vector<std::string>{"a", "y"}));
+}
+
+// Times within kTacticTieFraction of the fastest are ties; among tied candidates that store
+// the same, the one cheapest to create wins (its kernels are created again at every load).
+TEST(CpuBackendTactics, TiedTimesGoToTheCheapestToCreate) {
+  EXPECT_EQ(collapse_ties({1.0, 1.015, 1.03, 2.0}, 0.02), (std::vector<double>{1.0, 1.0, 1.03, 2.0}));
+  EXPECT_EQ(collapse_ties({0.5}, 0.02), (std::vector<double>{0.5}));
+  EXPECT_TRUE(collapse_ties({}, 0.02).empty());
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(collapse_ties({inf, 2.0, 2.01}, 0.02), (std::vector<double>{inf, 2.0, 2.0}));
+  auto op = [](std::vector<std::string> names, std::vector<double> ms, std::vector<int64_t> growth,
+               std::vector<double> create) {
+    TacticSurvey s;
+    s.names = std::move(names);
+    s.ms = collapse_ties(ms, kTacticTieFraction);
+    s.growth = std::move(growth);
+    s.create_ms = std::move(create);
+    return s;
+  };
+  std::vector<TacticSurvey> survey = {
+      // brgconv measured 1 % faster, jit 4x cheaper to create: a tie, jit wins.
+      op({"blocked", "blocked/jit", "plain"}, {1.00, 1.01, 1.5}, {0, 0, 0}, {0.6, 0.15, 0.02}),
+      // 5 % apart: not a tie, the faster wins however costly to create.
+      op({"blocked", "blocked/jit"}, {1.00, 1.05}, {0, 0}, {0.6, 0.15}),
+      // A tie, but the cheaper to create stores more: no budget spent on load time.
+      op({"blocked", "winograd"}, {1.00, 0.99}, {0, 4096}, {0.6, 0.01}),
+  };
+  EXPECT_EQ(allocate_weight_growth(survey, 1 << 20), (std::vector<std::string>{"blocked/jit", "blocked", "blocked"}));
 }
 
 // A timed build's report and plan agree with what it kept: every step's tactic is one its
@@ -1108,6 +1143,94 @@ EngineGraph wide_conv() {
   m.g.inputs = {x};
   m.g.outputs = {y};
   return m.g;
+}
+
+// Every oneDNN convolution implementation after its first choice is a tactic of its own
+// ("blocked/<impl>"). The plan records it, and a load picks that implementation again
+// although oneDNN's first choice accepts the same layouts; a plan naming one this oneDNN
+// lacks loads with a warning on oneDNN's first choice.
+TEST(CpuBackendTactics, OneDnnAlternativeImplementationIsKeptAcrossLoad) {
+  const Shape xs = {1, 16, 14, 14};
+  const Tensor w = random_tensor({32, 16, 3, 3}, 150), b = random_tensor({32}, 151);
+  std::vector<std::string> alternatives;
+  {
+    using dnnl::memory;
+    const auto f = memory::data_type::f32;
+    const auto any = memory::format_tag::any;
+    dnnl::convolution_forward::desc cd(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                       memory::desc(xs, f, any), memory::desc({32, 16, 3, 3}, f, any),
+                                       memory::desc({32}, f, memory::format_tag::x), memory::desc({1, 32, 14, 14}, f, any),
+                                       {1, 1}, {0, 0}, {1, 1}, {1, 1});
+    const dnnl::engine eng(dnnl::engine::kind::cpu, 0);  // outlives the descriptor's iterator
+    dnnl::convolution_forward::primitive_desc pd(cd, eng);
+    const std::string first = pd.impl_info_str();
+    while (pd.next_impl()) {
+      std::string name = pd.impl_info_str();
+      if (name != first && name.rfind("ref", 0) != 0 && name.find("gemm") == std::string::npos)
+        alternatives.push_back(name);
+    }
+  }
+  if (alternatives.empty()) GTEST_SKIP() << "oneDNN offers one convolution implementation here";
+  GraphMaker m;
+  m.g.name = "alt";
+  int x = m.value("x", xs);
+  int y = m.value("y", {1, 32, 14, 14});
+  FusedOp& c = m.op("conv2d", {x}, {y}, "conv");
+  c.constants = {w, b};
+  c.attrs = Json{{"stride", {1, 1}}, {"padding", {1, 1}}};
+  m.g.inputs = {x};
+  m.g.outputs = {y};
+  const Tensor in = random_tensor(xs, 152);
+  const Tensor want = ref_conv(in, w, &b, {1, 1}, {1, 1});
+  auto run_profiled = [&](const std::shared_ptr<Storage>& bytes, std::string* impl) {
+    auto e = Engine::load(bytes, "alt.engine");
+    Profile profile;
+    std::vector<Tensor> out;
+    {
+      ProfileScope scope(profile);
+      out = e->run({in});
+    }
+    for (const ProfileEntry& p : profile.entries)
+      if (p.kind == "conv") *impl = p.impl;
+    return out.at(0);
+  };
+  for (const std::string& impl : alternatives) {
+    SCOPED_TRACE(impl);
+    BuildOptions o = fast();
+    o.force_tactics = {{"conv", "blocked/" + impl}};
+    auto bytes = build_engine(m.g, o);
+    Json step;
+    for (const Json& s : plan_steps(bytes))
+      if (s["kind"] == "conv") step = s;
+    EXPECT_EQ(step["tactic"], "blocked/" + impl);
+    EXPECT_EQ(step["impl"], impl);
+    std::string ran;
+    expect_close(run_profiled(bytes, &ran), want);
+    EXPECT_EQ(ran, impl);
+    // A plan naming an implementation this oneDNN lacks: a warning, oneDNN's first choice.
+    auto renamed = rewrite(bytes, nullptr, [](Json& j) {
+      for (Json& s : j["steps"])
+        if (s["kind"] == "conv") s["impl"] = "jit:none_such";
+    });
+    std::vector<std::string> warnings;
+    ScopedLogSink sink([&](LogLevel level, std::string_view msg) {
+      if (level == LogLevel::kWarning) warnings.emplace_back(msg);
+    });
+    expect_close(run_profiled(renamed, &ran), want);
+    EXPECT_NE(ran, "jit:none_such");
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_NE(warnings[0].find("'jit:none_such'"), std::string::npos) << warnings[0];
+    EXPECT_NE(warnings[0].find("step 'conv'"), std::string::npos) << warnings[0];
+  }
+  BuildOptions o = fast();
+  o.force_tactics = {{"conv", "blocked/jit:none_such"}};
+  try {
+    build_engine(m.g, o);
+    FAIL() << "a oneDNN implementation that does not exist was forced";
+  } catch (const Error& err) {
+    EXPECT_EQ(err.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(err.what()).find("blocked/" + alternatives[0]), std::string::npos) << err.what();
+  }
 }
 
 TEST(CpuBackendLoad, CorruptWeightsAreAnErrorWithEveryLoadThreadCount) {

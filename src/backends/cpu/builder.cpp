@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -290,9 +291,13 @@ class EngineBuilder {
     return env;
   }
 
-  // Fastest of `timing_iterations` runs (milliseconds) of steps [first, end) on random data.
-  double time_steps(size_t first, std::string* impl) {
+  // Fastest of `timing_iterations` runs (milliseconds) of steps [first, end) on random data;
+  // `create_ms` receives what creating their kernels took.
+  double time_steps(size_t first, std::string* impl, double* create_ms = nullptr) {
+    const auto t_create = std::chrono::steady_clock::now();
     auto execs = instantiate(first);
+    if (create_ms)
+      *create_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_create).count();
     if (impl) {
       impl->clear();
       for (auto& e : execs) *impl = e->impl;  // the last step is the op itself
@@ -399,6 +404,7 @@ class EngineBuilder {
     const int64_t budget_left = survey_out_ || surveyed ? std::numeric_limits<int64_t>::max()
                                                         : growth_budget_ - growth_spent_;
     std::map<std::string, int64_t> growth;
+    std::map<std::string, double> tied_ms, create_ms;  // timed builds: ms with ties collapsed; kernel creation ms
     std::vector<std::string> over_budget;
     std::string fallback;  // untimed builds: the first candidate that works, when none fits the budget
     if (opt_.time_tactics && candidates.size() > 1) {
@@ -409,6 +415,9 @@ class EngineBuilder {
       // slower than the best (they cannot win, and timing them again only costs time).
       const size_t n = candidates.size();
       std::vector<double> best_of(n, std::numeric_limits<double>::infinity());
+      // Kernel creation, from a candidate's first round (later rounds find its kernels in
+      // oneDNN's primitive cache, a load does not).
+      std::vector<double> create(n, std::numeric_limits<double>::infinity());
       std::vector<bool> live(n, true);
       const int rounds = std::max(1, opt_.timing_rounds);
       for (int round = 0; round < rounds; ++round) {
@@ -418,7 +427,9 @@ class EngineBuilder {
           try {
             candidates[c].second();
             growth[candidates[c].first] = growth_of_emitted();
-            best_of[c] = std::min(best_of[c], time_steps(base.steps, nullptr));
+            double create_ms = 0;
+            best_of[c] = std::min(best_of[c], time_steps(base.steps, nullptr, &create_ms));
+            if (create[c] == std::numeric_limits<double>::infinity()) create[c] = create_ms;
           } catch (const std::exception& e) {
             errors.push_back(cat(candidates[c].first, ": ", e.what()));
             live[c] = false;
@@ -431,19 +442,25 @@ class EngineBuilder {
         for (size_t c = 0; c < n; ++c)
           if (live[c] && best_of[c] > kHopelessFactor * fastest) live[c] = false;
       }
-      // The fastest within the budget; when none fits, the one that grows the weights least.
+      // The fastest within the budget, ties (kTacticTieFraction) going to the cheapest to
+      // create; when none fits, the one that grows the weights least.
+      const std::vector<double> tied = collapse_ties(best_of, kTacticTieFraction);
+      double best_create = 0;
       int64_t least = std::numeric_limits<int64_t>::max();
       std::string least_name;
       for (size_t c = 0; c < n; ++c) {
         if (best_of[c] == std::numeric_limits<double>::infinity()) continue;  // failed
         const std::string& name = candidates[c].first;
         timings[name] = best_of[c];
+        tied_ms[name] = tied[c];
+        create_ms[name] = create[c];
         if (growth[name] < least) least = growth[name], least_name = name;
         if (growth[name] > budget_left) {
           over_budget.push_back(name);
           continue;
         }
-        if (best.empty() || best_of[c] < best_ms) best = name, best_ms = best_of[c];
+        if (best.empty() || tied[c] < best_ms || (tied[c] == best_ms && create[c] < best_create))
+          best = name, best_ms = tied[c], best_create = create[c];
       }
       if (best.empty()) best = least_name;
     } else {
@@ -488,8 +505,9 @@ class EngineBuilder {
         auto it = timings.find(c.first);
         if (it == timings.end() && candidates.size() > 1) continue;  // failed
         sv.names.push_back(c.first);
-        sv.ms.push_back(it == timings.end() ? 0.0 : it->get<double>());
+        sv.ms.push_back(it == timings.end() ? 0.0 : tied_ms[c.first]);
         sv.growth.push_back(growth[c.first]);
+        sv.create_ms.push_back(it == timings.end() ? 0.0 : create_ms[c.first]);
       }
       sv.timings = timings;
       survey_out_->push_back(std::move(sv));
@@ -525,6 +543,16 @@ class EngineBuilder {
         if (name != best) msg += cat(" ", name, " +", growth[name], " bytes");
       msg += ")";
     }
+    // A candidate measured faster that stores no more than the pick lost a tie on kernel
+    // creation cost (kTacticTieFraction).
+    std::string tie_with;
+    if (timings.contains(best))
+      for (auto it = timings.begin(); it != timings.end(); ++it)
+        if (it.value().get<double>() < timings[best].get<double>() && growth[it.key()] <= growth[best] &&
+            (tie_with.empty() || it.value().get<double>() < timings[tie_with].get<double>()))
+          tie_with = it.key();
+    if (!tie_with.empty())
+      msg += cat(" (ties with ", tie_with, " within ", kTacticTieFraction * 100, " %, cheaper to create)");
     if (!timings.empty()) {
       msg += " [";
       bool first = true;
@@ -684,11 +712,13 @@ void EngineBuilder::conv(const FusedOp& op) {
   bool has_sum = false;
   for (const PostOp& p : op.post_ops) has_sum = has_sum || p.kind == PostOp::Kind::kSum;
 
-  // One convolution step of `kind` from src_d to dst_d; `weights` adds the weights blob.
+  // One convolution step of `kind` from src_d to dst_d; `weights` adds the weights blob;
+  // `impl` pins a oneDNN implementation (empty: oneDNN's first choice for the layouts).
   auto emit_step = [&](const char* kind, const memory::desc& src_d, const memory::desc& dst_d,
-                       const std::function<int()>& weights) {
+                       const std::function<int()>& weights, const std::string& impl = {}) {
     PlanStep s;
     s.kind = kind;
+    s.impl = impl;
     s.name = op.name.empty() ? "conv2d" : op.name;
     s.inputs = {want(x, src_d)};
     s.blobs = {weights(), bias ? add_plain_blob(*bias) : -1};
@@ -700,24 +730,37 @@ void EngineBuilder::conv(const FusedOp& op) {
     s.outputs = {produce(y, &dst_d)};
     plan_.steps.push_back(std::move(s));
   };
-  auto emit_dnnl = [&](bool blocked) {
-    const auto f = memory::data_type::f32;
-    const auto any = memory::format_tag::any;
-    memory::desc src_d, w_d, dst_d;
-    memory::desc bias_d = bias ? plain_desc({o}, DType::kFloat32) : memory::desc();
-    if (blocked) {
-      // Let oneDNN pick the layouts (post-ops included, they can change the choice).
-      dnnl::primitive_attr attr;
+  // oneDNN's implementations for this convolution with the layouts left to it
+  // (format_tag::any; post-ops included, they can change the choice), in oneDNN's order.
+  // The descriptor and attributes outlive every primitive_desc made from them: oneDNN 2's
+  // implementation iterator (next_impl) keeps a pointer to the descriptor.
+  std::optional<dnnl::convolution_forward::desc> any_cd;
+  dnnl::primitive_attr any_attr;
+  auto any_pd = [&] {
+    if (!any_cd) {
+      const auto f = memory::data_type::f32;
+      const auto any = memory::format_tag::any;
+      memory::desc bias_d = bias ? plain_desc({o}, DType::kFloat32) : memory::desc();
       dnnl::post_ops po;
       for (const PostOp& p : op.post_ops) {
         if (p.kind == PostOp::Kind::kSum) po.append_sum(p.scale);
         else if (p.kind == PostOp::Kind::kEltwise) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
       }
-      attr.set_post_ops(po);
-      dnnl::convolution_forward::desc cd(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                         memory::desc(xd, f, any), memory::desc(wdims, f, any), bias_d,
-                                         memory::desc(yd, f, any), stride, odil, pl, pr);
-      dnnl::convolution_forward::primitive_desc pd(cd, attr, cpu_engine());
+      any_attr.set_post_ops(po);
+      any_cd.emplace(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                     memory::desc(xd, f, any), memory::desc(wdims, f, any), bias_d, memory::desc(yd, f, any), stride,
+                     odil, pl, pr);
+    }
+    return dnnl::convolution_forward::primitive_desc(*any_cd, any_attr, cpu_engine());
+  };
+  // blocked: oneDNN's layouts for implementation `impl` (empty: its first choice, the
+  // "blocked" tactic; else "blocked/<impl>"); otherwise plain layouts.
+  auto emit_dnnl = [&](bool blocked, const std::string& impl) {
+    memory::desc src_d, w_d, dst_d;
+    if (blocked) {
+      dnnl::convolution_forward::primitive_desc pd = any_pd();
+      while (!impl.empty() && pd.impl_info_str() != impl)
+        EMBER_CHECK(pd.next_impl(), ErrorCode::kUnsupported, "oneDNN has no implementation '", impl, "' here");
       src_d = pd.src_desc();
       w_d = pd.weights_desc();
       dst_d = pd.dst_desc();
@@ -726,8 +769,26 @@ void EngineBuilder::conv(const FusedOp& op) {
       w_d = w_plain;
       dst_d = plain(y);
     }
-    emit_step("conv", src_d, dst_d, [&] { return add_blob(w, w_plain, w_d); });
+    emit_step("conv", src_d, dst_d, [&] { return add_blob(w, w_plain, w_d); }, impl);
   };
+  // The implementations after oneDNN's first choice, each its own tactic "blocked/<impl>":
+  // oneDNN takes the first that accepts a descriptor, which is not always the fastest (nor
+  // the cheapest to create). Its GEMM-based ones are the "plain" tactic, its reference ones
+  // the "reference" tactic.
+  std::vector<std::string> alternatives;
+  if (fp32) {
+    try {
+      dnnl::convolution_forward::primitive_desc pd = any_pd();
+      std::set<std::string> seen = {pd.impl_info_str()};
+      while (pd.next_impl()) {
+        std::string name = pd.impl_info_str();
+        if (name.rfind("ref", 0) == 0 || name.find("gemm") != std::string::npos) continue;
+        if (seen.insert(name).second) alternatives.push_back(name);
+      }
+    } catch (const dnnl::error&) {
+      // No oneDNN implementation at all: "blocked" fails when timed and reports why.
+    }
+  }
   auto emit_ref = [&] {
     EMBER_CHECK(pad.size() == 2, ErrorCode::kUnsupported, "asymmetric padding");
     Json args = Json::array();
@@ -756,8 +817,9 @@ void EngineBuilder::conv(const FusedOp& op) {
                                               (p.kind == PostOp::Kind::kEltwise && p.alg == "relu" && p.alpha == 0.f));
   std::vector<std::pair<std::string, Emitter>> c;
   if (fp32) {
-    c.push_back({"blocked", [&] { emit_dnnl(true); }});
-    c.push_back({"plain", [&] { emit_dnnl(false); }});
+    c.push_back({"blocked", [&] { emit_dnnl(true, {}); }});
+    for (const std::string& impl : alternatives) c.push_back({"blocked/" + impl, [&, impl] { emit_dnnl(true, impl); }});
+    c.push_back({"plain", [&] { emit_dnnl(false, {}); }});
     if (winograd_post_ops && winograd_supported_on_host() && winograd_fits(xd, w.sizes(), groups, stride, dil, pl, pr)) {
       c.push_back({"winograd", [&] { emit_winograd(false); }});
       c.push_back({"winograd_compact", [&] { emit_winograd(true); }});
@@ -1303,13 +1365,25 @@ std::shared_ptr<Storage> EngineBuilder::build() {
 
 }  // namespace
 
+std::vector<double> collapse_ties(const std::vector<double>& ms, double tie_fraction) {
+  if (ms.empty()) return {};
+  const double fastest = *std::min_element(ms.begin(), ms.end());
+  std::vector<double> out = ms;
+  for (double& t : out)
+    if (t <= fastest * (1.0 + tie_fraction)) t = fastest;
+  return out;
+}
+
 std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>& survey, int64_t budget) {
+  auto create_ms = [](const TacticSurvey& o, size_t c) { return c < o.create_ms.size() ? o.create_ms[c] : 0.0; };
   std::vector<size_t> pick(survey.size(), 0);
   int64_t spent = 0;
   for (size_t i = 0; i < survey.size(); ++i) {
     const OpSurvey& o = survey[i];
     for (size_t c = 1; c < o.names.size(); ++c)
-      if (o.growth[c] < o.growth[pick[i]] || (o.growth[c] == o.growth[pick[i]] && o.ms[c] < o.ms[pick[i]]))
+      if (o.growth[c] < o.growth[pick[i]] ||
+          (o.growth[c] == o.growth[pick[i]] &&
+           (o.ms[c] < o.ms[pick[i]] || (o.ms[c] == o.ms[pick[i]] && create_ms(o, c) < create_ms(o, pick[i])))))
         pick[i] = c;
     if (!o.names.empty()) spent += o.growth[pick[i]];
   }

@@ -125,16 +125,29 @@ struct BuildOptions {
 std::shared_ptr<Storage> build_engine(const EngineGraph& graph, const BuildOptions& options = {});
 
 // What tactic timing found for one op's candidates: the ones that worked, their best times
-// (ms) and the bytes each adds to the stored weights beyond the op's own constants.
+// (ms, ties collapsed: see collapse_ties), the bytes each adds to the stored weights beyond
+// the op's own constants, and what creating its kernels cost (ms; paid again at every load).
 struct TacticSurvey {
   std::vector<std::string> names;
   std::vector<double> ms;
   std::vector<int64_t> growth;
-  nlohmann::json timings = nlohmann::json::object();  // name -> ms, as recorded in the plan
+  std::vector<double> create_ms;  // empty: not measured (taken as equal)
+  nlohmann::json timings = nlohmann::json::object();  // name -> measured ms, as recorded in the plan
 };
 
+// Run times within this fraction of the fastest are ties: a timed build on a shared machine
+// does not resolve differences that small, so among tied candidates the one whose kernels are
+// cheapest to create wins (they are created again at every load). Measured on an AVX-512
+// Xeon: oneDNN's jit:avx512_core convolution runs within 0-3 % of brgconv on ResNet's 64-256
+// channel 3x3 layers but is 2-5x cheaper to create.
+constexpr double kTacticTieFraction = 0.02;
+
+// Each time within `tie_fraction` of the fastest becomes the fastest; the others unchanged.
+std::vector<double> collapse_ties(const std::vector<double>& ms, double tie_fraction);
+
 // Spreads a weight growth budget (bytes) over a timed build's ops: one tactic per survey
-// entry. Every op starts on the candidate that stores least (the fastest of those); then the
+// entry. Every op starts on the candidate that stores least (the fastest of those, then the
+// cheapest to create); then the
 // upgrade that saves the most time per extra byte and still fits is applied, until none fits
 // (upgrades that save time at no extra bytes first). A greedy answer to the multiple-choice
 // knapsack; exact enough for budgets spent on a few dozen ops.

@@ -11,6 +11,7 @@
 
 #include "backends/cpu/winograd.h"
 #include "ember/error.h"
+#include "ember/log.h"
 #include "ember/profile.h"
 #include "ops/arg_convert.h"
 
@@ -238,6 +239,21 @@ struct Builder {
     return a;
   }
 
+  // oneDNN offers, in a fixed order, every implementation that accepts the step's layouts;
+  // the plan records the one the builder timed and chose (PlanStep::impl), often not the
+  // first (e.g. jit:avx512_core where brgconv accepts the same blocked weights). Walks the
+  // list to it. A oneDNN without that implementation (another library version) keeps its
+  // first choice, with a warning: the results stay correct, speed may differ.
+  template <class PD, class MakePd>
+  void pin_impl(PD& pd, const MakePd& make_pd) const {
+    if (s.impl.empty() || pd.impl_info_str() == s.impl) return;
+    while (pd.next_impl())
+      if (pd.impl_info_str() == s.impl) return;
+    pd = make_pd();
+    log_warning("step '", s.name, "': oneDNN implementation '", s.impl, "' recorded in the plan is not ",
+                "available in this oneDNN; using '", pd.impl_info_str(), "'");
+  }
+
   std::unique_ptr<StepExec> build() const {
     auto ex = std::make_unique<PrimitiveExec>();
     const dnnl::engine& eng = cpu_engine();
@@ -259,7 +275,9 @@ struct Builder {
       dnnl::convolution_forward::desc cd(inf, algorithm::convolution_direct, vdesc(in), blob(s.blobs[0]).desc, bias,
                                          vdesc(out), to_dims(s.strides), to_dims(s.dilation), to_dims(s.pad_l),
                                          to_dims(s.pad_r));
-      dnnl::convolution_forward::primitive_desc pd(cd, a, eng);
+      auto make_pd = [&] { return dnnl::convolution_forward::primitive_desc(cd, a, eng); };
+      dnnl::convolution_forward::primitive_desc pd = make_pd();
+      pin_impl(pd, make_pd);
       Call c = make_call(pd);
       c.values = {{DNNL_ARG_SRC, in, vdesc(in)}, {DNNL_ARG_DST, out, vdesc(out)}};
       c.values.insert(c.values.end(), bin.begin(), bin.end());
