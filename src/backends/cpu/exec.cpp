@@ -242,16 +242,17 @@ struct Builder {
   // oneDNN offers, in a fixed order, every implementation that accepts the step's layouts;
   // the plan records the one the builder timed and chose (PlanStep::impl), often not the
   // first (e.g. jit:avx512_core where brgconv accepts the same blocked weights). Walks the
-  // list to it. A oneDNN without that implementation (another library version) keeps its
-  // first choice, with a warning: the results stay correct, speed may differ.
+  // list to it. When none of that name accepts the step (another oneDNN version, or a shape
+  // of a dynamic engine it refuses) oneDNN's first choice is kept, with a warning: the
+  // results stay correct, speed may differ.
   template <class PD, class MakePd>
   void pin_impl(PD& pd, const MakePd& make_pd) const {
     if (s.impl.empty() || pd.impl_info_str() == s.impl) return;
     while (pd.next_impl())
       if (pd.impl_info_str() == s.impl) return;
     pd = make_pd();
-    log_warning("step '", s.name, "': oneDNN implementation '", s.impl, "' recorded in the plan is not ",
-                "available in this oneDNN; using '", pd.impl_info_str(), "'");
+    log_warning("step '", s.name, "': oneDNN implementation '", s.impl, "' recorded in the plan does not ",
+                "accept the step here (another oneDNN version or shape); using '", pd.impl_info_str(), "'");
   }
 
   std::unique_ptr<StepExec> build() const {
