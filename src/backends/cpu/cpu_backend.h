@@ -112,7 +112,8 @@ struct BuildOptions {
   // Forced tactics (deterministic builds, tests, debugging): key -> tactic name. A key is an
   // op's name (FusedOp::name, e.g. "layer1.0.conv1") or an op kind (FusedOp::op: "conv2d",
   // "linear", "max_pool2d", ...); a name wins over a kind. Tactic names: conv2d "blocked" |
-  // "plain" | "winograd" | "winograd_compact" | "reference"; linear "inner_product" | "matmul" | "reference"; other ops
+  // "blocked/<oneDNN implementation>" (e.g. "blocked/jit:avx512_core") | "plain" | "winograd" |
+  // "winograd_compact" | "reference"; linear "inner_product" | "matmul" | "reference"; other ops
   // "onednn" | "reference". A forced tactic that does not apply to the op (or that oneDNN
   // refuses) fails the build with kUnsupported naming the op. The environment variable
   // EMBER_FORCE_TACTICS ("conv2d=reference,max_pool2d=onednn") adds entries for keys not
