@@ -404,7 +404,10 @@ class EngineBuilder {
     const int64_t budget_left = survey_out_ || surveyed ? std::numeric_limits<int64_t>::max()
                                                         : growth_budget_ - growth_spent_;
     std::map<std::string, int64_t> growth;
-    std::map<std::string, double> tied_ms, create_ms;  // timed builds: ms with ties collapsed; kernel creation ms
+    // Timed builds, per candidate: best time with ties collapsed (collapse_ties) and kernel
+    // creation time, from a candidate's first round (later rounds find its kernels in oneDNN's
+    // primitive cache, a load does not).
+    std::vector<double> tied, create;
     std::vector<std::string> over_budget;
     std::string fallback;  // untimed builds: the first candidate that works, when none fits the budget
     if (opt_.time_tactics && candidates.size() > 1) {
@@ -415,9 +418,7 @@ class EngineBuilder {
       // slower than the best (they cannot win, and timing them again only costs time).
       const size_t n = candidates.size();
       std::vector<double> best_of(n, std::numeric_limits<double>::infinity());
-      // Kernel creation, from a candidate's first round (later rounds find its kernels in
-      // oneDNN's primitive cache, a load does not).
-      std::vector<double> create(n, std::numeric_limits<double>::infinity());
+      create.assign(n, std::numeric_limits<double>::infinity());
       std::vector<bool> live(n, true);
       const int rounds = std::max(1, opt_.timing_rounds);
       for (int round = 0; round < rounds; ++round) {
@@ -444,7 +445,7 @@ class EngineBuilder {
       }
       // The fastest within the budget, ties (kTacticTieFraction) going to the cheapest to
       // create; when none fits, the one that grows the weights least.
-      const std::vector<double> tied = collapse_ties(best_of, kTacticTieFraction);
+      tied = collapse_ties(best_of, kTacticTieFraction);
       double best_create = 0;
       int64_t least = std::numeric_limits<int64_t>::max();
       std::string least_name;
@@ -452,8 +453,6 @@ class EngineBuilder {
         if (best_of[c] == std::numeric_limits<double>::infinity()) continue;  // failed
         const std::string& name = candidates[c].first;
         timings[name] = best_of[c];
-        tied_ms[name] = tied[c];
-        create_ms[name] = create[c];
         if (growth[name] < least) least = growth[name], least_name = name;
         if (growth[name] > budget_left) {
           over_budget.push_back(name);
@@ -501,13 +500,14 @@ class EngineBuilder {
     }
     if (survey_out_) {
       OpSurvey sv;
-      for (const auto& c : candidates) {
-        auto it = timings.find(c.first);
-        if (it == timings.end() && candidates.size() > 1) continue;  // failed
-        sv.names.push_back(c.first);
-        sv.ms.push_back(it == timings.end() ? 0.0 : tied_ms[c.first]);
-        sv.growth.push_back(growth[c.first]);
-        sv.create_ms.push_back(it == timings.end() ? 0.0 : create_ms[c.first]);
+      for (size_t c = 0; c < candidates.size(); ++c) {
+        const std::string& name = candidates[c].first;
+        const bool timed = timings.contains(name);
+        if (!timed && candidates.size() > 1) continue;  // failed
+        sv.names.push_back(name);
+        sv.ms.push_back(timed ? tied[c] : 0.0);
+        sv.growth.push_back(growth[name]);
+        sv.create_ms.push_back(timed ? create[c] : 0.0);
       }
       sv.timings = timings;
       survey_out_->push_back(std::move(sv));

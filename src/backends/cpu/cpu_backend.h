@@ -138,9 +138,11 @@ struct TacticSurvey {
 
 // Run times within this fraction of the fastest are ties: a timed build on a shared machine
 // does not resolve differences that small, so among tied candidates the one whose kernels are
-// cheapest to create wins (they are created again at every load). Measured on an AVX-512
-// Xeon: oneDNN's jit:avx512_core convolution runs within 0-3 % of brgconv on ResNet's 64-256
-// channel 3x3 layers but is 2-5x cheaper to create.
+// cheapest to create wins (they are created again at every load). On an AVX-512 Xeon,
+// oneDNN's jit:avx512_core convolution kernels are 2-7x cheaper to create than brgconv's;
+// timed alone they ran within 0-3 % of brgconv on ResNet's 64-256 channel 3x3 layers, but
+// in the builder's timing (in the network, reorders included) 5-45 % slower, so there only
+// the final linear layer was decided by a tie.
 constexpr double kTacticTieFraction = 0.02;
 
 // Each time within `tie_fraction` of the fastest becomes the fastest; the others unchanged.
