@@ -221,7 +221,7 @@ void BM_LoadStage(benchmark::State& state) {
     if (stage >= 3) {
       std::shared_ptr<ember::Storage> plan_bytes = view.section(ember::kSectionPlan);
       Plan plan = plan_from_json(
-          nlohmann::json::parse(plan_bytes->data(), plan_bytes->data() + plan_bytes->nbytes()),
+          std::string_view(reinterpret_cast<const char*>(plan_bytes->data()), plan_bytes->nbytes()),
           static_cast<int64_t>(weights->nbytes()), path);
       if (stage == 4) {
         auto blob = [&](int b) { return weights->data() + plan.blobs.at(b).offset; };

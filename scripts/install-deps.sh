@@ -9,6 +9,7 @@ PACKAGES=(
   libomp-dev                        # clang's OpenMP runtime (ThreadSanitizer build)
   zlib1g-dev                        # inflate + CRC-32 for zip entries
   nlohmann-json3-dev                # JSON (schema 8.x programs, configs, engine metadata)
+  libsimdjson-dev                   # fast JSON reader for the CPU engine plan (load path)
   libcli11-dev                      # the ember CLI
   libgtest-dev libgmock-dev         # tests
   libbenchmark-dev                  # benchmarks

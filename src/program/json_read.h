@@ -17,10 +17,15 @@ struct Where {
   const std::string* source;
   std::string path;
 
+  // Paths are built for every field read, so plain string appends (not cat's stream).
   Where field(std::string_view key) const {
-    return Where{source, path.empty() ? std::string(key) : cat(path, '.', key)};
+    std::string p;
+    p.reserve(path.size() + 1 + key.size());
+    if (!path.empty()) (p += path) += '.';
+    p += key;
+    return Where{source, std::move(p)};
   }
-  Where index(size_t i) const { return Where{source, cat(path, '[', i, ']')}; }
+  Where index(size_t i) const { return Where{source, path + '[' + std::to_string(i) + ']'}; }
   std::string str() const { return path.empty() ? *source : cat(*source, ": ", path); }
 };
 

@@ -3,8 +3,10 @@
 // nlohmann's own DOM parser for ordered_json checks every new key against all earlier keys
 // of the object (linear search), which is quadratic for the large name-keyed tables of big
 // graphs. This SAX handler builds the same ordered_json DOM but appends keys directly and
-// detects duplicates with a hash set; it also bounds the nesting depth so that no later
-// recursive walk (destruction, dump, comparison) can exhaust the stack.
+// detects duplicates by a direct search in small objects and a hash set in large ones; it
+// also bounds the nesting depth so that no later recursive walk (destruction, dump,
+// comparison) can exhaust the stack.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -37,7 +39,18 @@ class DomBuilder : public nlohmann::json_sax<Json> {
   }
   bool key(string_t& k) override {
     Frame& f = stack_.back();
-    if (!f.keys.insert(k).second) {
+    // Small objects (almost all of them) are searched directly; a hash set takes over once an
+    // object has kLinearKeys keys, so that big name-keyed tables stay linear overall.
+    const auto& obj = f.value->get_ref<const Json::object_t&>();
+    bool duplicate = false;
+    if (obj.size() < kLinearKeys) {
+      for (const auto& kv : obj) duplicate = duplicate || kv.first == k;
+    } else {
+      if (f.keys.empty())
+        for (const auto& kv : obj) f.keys.insert(kv.first);
+      duplicate = !f.keys.insert(k).second;
+    }
+    if (duplicate) {
       error_ = cat("duplicate key '", k, "'");
       return false;
     }
@@ -69,9 +82,11 @@ class DomBuilder : public nlohmann::json_sax<Json> {
   bool depth_exceeded() const { return depth_exceeded_; }
 
  private:
+  static constexpr size_t kLinearKeys = 16;
+
   struct Frame {
     Json* value;
-    std::unordered_set<std::string> keys;
+    std::unordered_set<std::string> keys;  // filled once the object has kLinearKeys keys
     std::string pending_key;
   };
 
@@ -87,8 +102,16 @@ class DomBuilder : public nlohmann::json_sax<Json> {
       arr.push_back(std::move(v));
       return &arr.back();
     }
-    // ordered_map is a vector of pairs: append without its linear duplicate search.
+    // ordered_map is a vector of pairs: append without its linear duplicate search. Its pairs
+    // have a const key, so the vector's own growth would deep-copy every value placed so far;
+    // grow it here instead, copying the keys and moving the values.
     auto& obj = f.value->get_ref<Json::object_t&>();
+    if (obj.size() == obj.capacity()) {
+      Json::object_t::Container bigger;
+      bigger.reserve(std::max<size_t>(8, obj.capacity() * 2));
+      for (auto& kv : obj) bigger.emplace_back(kv.first, std::move(kv.second));
+      static_cast<Json::object_t::Container&>(obj).swap(bigger);
+    }
     obj.emplace_back(std::move(f.pending_key), std::move(v));
     return &obj.back().second;
   }

@@ -1032,6 +1032,22 @@ TEST(CpuBackend, CorruptPlanIsAnErrorNotACrash) {
                     ErrorCode::kCorrupt, "conv");
   expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["version"] = 99; }), ErrorCode::kVersionMismatch,
                     "version");
+  // Wrong JSON types and out-of-range numbers name the field and what was found.
+  std::string array_plan = "[1, 2]";
+  expect_load_error(rewrite(bytes, nullptr, nullptr, &array_plan), ErrorCode::kCorrupt,
+                    "damaged.engine: engine 'small_cnn': plan: expected a JSON object, found array");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["steps"][0]["alpha"] = "x"; }), ErrorCode::kCorrupt,
+                    ".alpha: expected a number, found string");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["steps"][0]["strides"] = 2; }), ErrorCode::kCorrupt,
+                    ".strides: expected an array of at most");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["values"][1]["offset"] = UINT64_MAX; }),
+                    ErrorCode::kCorrupt, "values[1].offset: 18446744073709551615 is outside");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["values"][1]["symbols"] = {1, 2, 3, 4}; }),
+                    ErrorCode::kCorrupt, "values[1].symbols: expected a string, found number");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["build_symbols"] = 3; }), ErrorCode::kCorrupt,
+                    "build_symbols: expected an object");
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["steps"][0]["args"] = Json::object(); }),
+                    ErrorCode::kCorrupt, ".args: expected an array, found object");
 }
 
 // A Winograd step whose stored fields do not fit its shapes is refused at load, naming it.

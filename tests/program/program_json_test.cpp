@@ -520,6 +520,29 @@ TEST(Errors, MalformedJson) {
                {"nesting"});
 }
 
+// Objects small and large (the reader switches from a direct key search to a hash set, and
+// grows the key table itself): keys keep their order, nested values survive the growth, and
+// a duplicate is refused wherever it appears.
+TEST(Errors, DuplicateKeysInObjectsOfEverySize) {
+  for (int n : {1, 15, 16, 17, 40, 300}) {
+    SCOPED_TRACE(n);
+    std::string text = "{";
+    for (int i = 0; i < n; ++i) text += cat(i ? ", " : "", "\"k", i, "\": {\"v\": [", i, ", {\"w\": \"", i, "\"}]}");
+    ember::ir::Json parsed = ember::ir::parse_json(text + "}", "t.json");
+    ASSERT_EQ(parsed.size(), static_cast<size_t>(n));
+    int i = 0;
+    for (const auto& [key, value] : parsed.items()) {
+      EXPECT_EQ(key, cat("k", i));
+      EXPECT_EQ(value["v"][0], i);
+      EXPECT_EQ(value["v"][1]["w"], std::to_string(i));
+      ++i;
+    }
+    for (int dup : {0, n - 1})
+      expect_error([&] { ember::ir::parse_json(text + cat(", \"k", dup, "\": 1}"), "t.json"); }, ErrorCode::kCorrupt,
+                   {"t.json", cat("duplicate key 'k", dup, "'")});
+  }
+}
+
 TEST(Errors, SchemaVersion) {
   json p = base_program();
   p["schema_version"] = {{"major", 9}, {"minor", 0}};

@@ -358,19 +358,8 @@ std::shared_ptr<const Engine> Engine::load(std::shared_ptr<Storage> bytes, const
   const auto t_view = Clock::now();
   std::shared_ptr<Storage> plan_bytes = view.section(kSectionPlan);
   std::shared_ptr<Storage> weights = view.section(kSectionWeights);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(reinterpret_cast<const char*>(plan_bytes->data()),
-                              reinterpret_cast<const char*>(plan_bytes->data()) + plan_bytes->nbytes());
-  } catch (const nlohmann::json::exception& e) {
-    fail(ErrorCode::kCorrupt, source, ": engine '", view.meta().name, "': plan section is not valid JSON: ", e.what());
-  }
-  Plan plan;
-  try {
-    plan = plan_from_json(j, static_cast<int64_t>(weights->nbytes()), source);
-  } catch (const nlohmann::json::exception& e) {
-    fail(ErrorCode::kCorrupt, source, ": engine '", view.meta().name, "': plan: ", e.what());
-  }
+  Plan plan = plan_from_json(std::string_view(reinterpret_cast<const char*>(plan_bytes->data()), plan_bytes->nbytes()),
+                             static_cast<int64_t>(weights->nbytes()), cat(source, ": engine '", view.meta().name, "'"));
   const EngineMeta& m = view.meta();
   EMBER_CHECK(plan.inputs.size() == m.inputs.size() && plan.outputs.size() == m.outputs.size(), ErrorCode::kCorrupt,
               source, ": engine '", m.name, "': the plan has ", plan.inputs.size(), " inputs and ",

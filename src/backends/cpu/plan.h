@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -110,8 +112,6 @@ struct Plan {
 // dnnl::memory::desc <-> JSON: {"ndims", "dims", "data_type", "format_kind", "padded_dims",
 // "strides", "inner_blks", "inner_idxs"} (inner_nblks = inner_blks.size()).
 nlohmann::json desc_to_json(const dnnl::memory::desc& d);
-// Validates every field and throws kCorrupt naming `where`.
-dnnl::memory::desc desc_from_json(const nlohmann::json& j, const std::string& where);
 // A desc with the blocking pattern of `pattern` (inner blocks and the order of the outer
 // dims) for new dims: used for dynamic shapes.
 dnnl::memory::desc relayout(const dnnl::memory::desc& pattern, const Shape& dims);
@@ -129,11 +129,14 @@ std::string desc_str(const dnnl::memory::desc& d);
 int64_t value_bytes(const PlanValue& v, const Shape& dims, const dnnl::memory::desc& desc);
 
 nlohmann::json plan_to_json(const Plan& plan);
-// Validates every field (ids in range, sizes, blob bounds against `weights_size`) and throws
-// kCorrupt naming the step / value / field.
-Plan plan_from_json(const nlohmann::json& j, int64_t weights_size, const std::string& source);
+// Parses the plan section's text and validates every field (ids in range, sizes, blob bounds
+// against `weights_size`, lifetimes); throws kCorrupt naming `source` and the step / value /
+// field (kVersionMismatch for another plan version).
+Plan plan_from_json(std::string_view text, int64_t weights_size, const std::string& source);
 
-// Lifetimes (first_use/last_use) of every value, derived from the steps.
+// Lifetimes (first_use, last_use) of every value, derived from the steps.
+std::vector<std::pair<int, int>> lifetimes(const Plan& plan);
+// Sets every value's first_use / last_use to lifetimes(plan).
 void compute_lifetimes(Plan& plan);
 // Greedy arena assignment for the given sizes (bytes per value; ignored for non-arena values).
 // Returns the arena size; writes offsets.
