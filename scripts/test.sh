@@ -18,10 +18,11 @@ if [ "${EMBER_ASAN:-${CI:-0}}" != "0" ] && [ "${EMBER_ASAN:-1}" != "0" ]; then
   cmake --preset debug-asan >/dev/null
   cmake --build --preset debug-asan -j "$jobs" --target asan_suite
   ctest --preset debug-asan -j "$jobs" -L '^(core_test|archive_test|program_test|engine_test|runtime_.*|ops_.*)$'
-  # Ember's own CPU kernels among the backend tests (Winograd convolutions) and the
-  # multi-threaded load (kernels + weights checksum, damaged engines) run there too.
+  # Ember's own CPU kernels among the backend tests (Winograd convolutions), the
+  # multi-threaded load (kernels + weights checksum, damaged engines) and the plan reader on
+  # damaged plans run there too.
   cmake --build --preset debug-asan -j "$jobs" --target backends_cpu_backend_test
-  ctest --preset debug-asan -j "$jobs" -L '^backends_cpu_backend_test$' -R 'Winograd|WeightGrowth|CpuBackendLoad'
+  ctest --preset debug-asan -j "$jobs" -L '^backends_cpu_backend_test$' -R 'Winograd|WeightGrowth|CpuBackendLoad|Corrupt'
 fi
 
 if [ "${EMBER_TSAN:-${CI:-0}}" != "0" ]; then
