@@ -1408,17 +1408,16 @@ Program Program::from_archive(const Pt2Archive& archive, const LoadOptions& opti
 }
 
 Program Program::load(const std::string& path, const LoadOptions& options) {
-  {
-    // A standalone engine file runs as a one-node program.
-    std::shared_ptr<Storage> bytes = map_file_readonly(path);
-    if (is_engine_bytes({bytes->data(), bytes->nbytes()}))
-      return from_model(model_from_engine(bytes, path), path, options);
-    // A packaged model (ELF shared library).
-    if (is_shared_library(*bytes)) return load_package(path);
-  }
+  // One mapping of the file serves the sniffing and the archive reader.
+  std::shared_ptr<Storage> bytes = map_file_readonly(path);
+  // A standalone engine file runs as a one-node program.
+  if (is_engine_bytes({bytes->data(), bytes->nbytes()}))
+    return from_model(model_from_engine(bytes, path), path, options);
+  // A packaged model (ELF shared library).
+  if (is_shared_library(*bytes)) return load_package(path);
   Pt2ReadOptions ro;
   ro.verify_crc = options.verify_crc;
-  Pt2Archive archive = read_pt2(path, ro);
+  Pt2Archive archive = read_pt2_from_memory(std::move(bytes), path, ro);
   const Pt2Model* model = nullptr;
   if (!options.model_name.empty()) {
     model = archive.find_model(options.model_name);
