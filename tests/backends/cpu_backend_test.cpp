@@ -1106,11 +1106,14 @@ TEST(CpuBackendTactics, TimedRoundsPickTheFastestMinimum) {
     const Json& t = step["timings"];
     // Candidates that could not be created have no time; the others keep their best round.
     ASSERT_TRUE(t.is_object() && !t.empty()) << step.dump();
-    // The pick is the candidate with the lowest time recorded.
+    // The pick is the candidate with the lowest time recorded, or one tied with it (within
+    // kTacticTieFraction: ties go to the kernel cheaper to create).
     std::string fastest;
     for (auto it = t.begin(); it != t.end(); ++it)
       if (fastest.empty() || it.value().get<double>() < t[fastest].get<double>()) fastest = it.key();
-    EXPECT_EQ(step["tactic"], fastest) << step.dump();
+    const std::string picked = step["tactic"].get<std::string>();
+    ASSERT_TRUE(t.contains(picked)) << step.dump();
+    EXPECT_LE(t[picked].get<double>(), t[fastest].get<double>() * (1 + kTacticTieFraction)) << step.dump();
   }
   EXPECT_TRUE(saw_timed);
 }
