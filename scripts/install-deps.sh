@@ -14,6 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev         # tests
   libbenchmark-dev                  # benchmarks
   libdnnl-dev                       # oneDNN CPU kernels
+  ocl-icd-opencl-dev                # oneDNN's CMake package looks for OpenCL (only a Recommends)
   libxxhash-dev                     # section checksums
   python3                           # small helper scripts (no third-party modules)
 )
