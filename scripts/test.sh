@@ -19,10 +19,10 @@ if [ "${EMBER_ASAN:-${CI:-0}}" != "0" ] && [ "${EMBER_ASAN:-1}" != "0" ]; then
   cmake --build --preset debug-asan -j "$jobs" --target asan_suite
   ctest --preset debug-asan -j "$jobs" -L '^(core_test|archive_test|program_test|engine_test|runtime_.*|ops_.*)$'
   # Ember's own CPU kernels among the backend tests (Winograd convolutions), the
-  # multi-threaded load (kernels + weights checksum, damaged engines) and the plan reader on
-  # damaged plans run there too.
+  # multi-threaded load (kernels + weights checksum, damaged engines), the plan reader on
+  # damaged plans and the run buffers' own mappings run there too.
   cmake --build --preset debug-asan -j "$jobs" --target backends_cpu_backend_test
-  ctest --preset debug-asan -j "$jobs" -L '^backends_cpu_backend_test$' -R 'Winograd|WeightGrowth|CpuBackendLoad|Corrupt'
+  ctest --preset debug-asan -j "$jobs" -L '^backends_cpu_backend_test$' -R 'Winograd|WeightGrowth|CpuBackendLoad|Corrupt|RunBuffers'
 fi
 
 if [ "${EMBER_TSAN:-${CI:-0}}" != "0" ]; then

@@ -189,7 +189,7 @@ class CpuEngine final : public Engine {
         }
       }
     }
-    return {Storage::allocate(std::max<int64_t>(arena, 1)), Storage::allocate(std::max<size_t>(scratch, 1))};
+    return {allocate_run_buffer(static_cast<size_t>(std::max<int64_t>(arena, 1))), allocate_run_buffer(scratch)};
   }
   void release(Buffers b) const {
     std::lock_guard<std::mutex> lock(pool_mu_);

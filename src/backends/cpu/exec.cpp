@@ -1,11 +1,13 @@
 #include "backends/cpu/exec.h"
 
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 
@@ -695,6 +697,23 @@ void execute(const Prepared& p, const std::vector<const uint8_t*>& inputs, const
     }
   }
   stream.wait();
+}
+
+std::shared_ptr<Storage> allocate_run_buffer(size_t nbytes) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  if (nbytes < kHugePage || nbytes > (size_t{1} << 46)) return Storage::allocate(std::max<size_t>(nbytes, 1));
+  const size_t length = (nbytes + kHugePage - 1) / kHugePage * kHugePage;
+  const size_t reserve = length + kHugePage;  // room to align the start to 2 MiB
+  void* raw = mmap(nullptr, reserve, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return Storage::allocate(nbytes);  // reports kOutOfMemory if it fails too
+  const uintptr_t base = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t start = (base + kHugePage - 1) & ~(uintptr_t{kHugePage} - 1);
+  if (start > base) munmap(raw, start - base);
+  if (base + reserve > start + length) munmap(reinterpret_cast<void*>(start + length), base + reserve - start - length);
+  void* data = reinterpret_cast<void*>(start);
+  madvise(data, length, MADV_HUGEPAGE);  // a request: hosts with THP off keep 4 KiB pages
+  std::shared_ptr<const void> owner(data, [length](const void* p) { munmap(const_cast<void*>(p), length); });
+  return Storage::borrow(data, nbytes, std::move(owner), /*writable=*/true);
 }
 
 std::vector<std::string> isa_features_of_impl(const std::string& impl) {
