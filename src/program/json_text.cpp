@@ -44,7 +44,7 @@ class DomBuilder : public nlohmann::json_sax<Json> {
     const auto& obj = f.value->get_ref<const Json::object_t&>();
     bool duplicate = false;
     if (obj.size() < kLinearKeys) {
-      for (const auto& kv : obj) duplicate = duplicate || kv.first == k;
+      duplicate = std::any_of(obj.begin(), obj.end(), [&](const auto& kv) { return kv.first == k; });
     } else {
       if (f.keys.empty())
         for (const auto& kv : obj) f.keys.insert(kv.first);

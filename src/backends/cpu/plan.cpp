@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
 
 #include <simdjson.h>
 
@@ -46,10 +47,12 @@ Node field(Node o, const char* key, const std::string& where) {
   return v;
 }
 
-bool has_field(Node o, const char* key) {
+// The field when `o` is an object that has it.
+std::optional<Node> optional_field(Node o, const char* key) {
   simdjson::dom::object obj;
   Node v;
-  return o.get(obj) == simdjson::SUCCESS && obj.at_key(key).get(v) == simdjson::SUCCESS;
+  if (o.get(obj) != simdjson::SUCCESS || obj.at_key(key).get(v) != simdjson::SUCCESS) return std::nullopt;
+  return v;
 }
 
 // An integer node in [lo, hi]; `what` names it in messages.
@@ -608,7 +611,7 @@ Plan plan_from_json(std::string_view text, int64_t weights_size, const std::stri
     s.args = to_json(args);
     s.tactic = get_str(o, "tactic", sw);
     s.impl = get_str(o, "impl", sw);
-    if (has_field(o, "timings")) s.timings = to_json(field(o, "timings", sw));
+    if (std::optional<Node> t = optional_field(o, "timings")) s.timings = to_json(*t);
     check_arity(s, sw);
     for (int out : s.outputs)
       EMBER_CHECK(plan.values[out].placement != Placement::kInput, ErrorCode::kCorrupt, sw,
