@@ -891,6 +891,124 @@ TEST(CpuBackendTactics, TiedTimesGoToTheCheapestToCreate) {
   EXPECT_EQ(allocate_weight_growth(survey, 1 << 20), (std::vector<std::string>{"blocked/jit", "blocked", "blocked"}));
 }
 
+EngineGraph small_cnn();
+
+// Ops with one signature share a decision: two convolutions of the same shapes, post-ops and
+// input layout are timed once and get the same tactic (a load then creates their kernels
+// once); a third that differs only in its post-op is decided on its own. Outputs against the
+// reference convolution.
+TEST(CpuBackendTactics, SameSignatureOpsShareOneDecision) {
+  GraphMaker m;
+  m.g.name = "shared";
+  int x = m.value("x", {1, 16, 12, 12});
+  int a = m.value("a", {1, 16, 12, 12});
+  int b = m.value("b", {1, 16, 12, 12});
+  int c = m.value("c", {1, 16, 12, 12});
+  const Tensor wa = random_tensor({16, 16, 3, 3}, 201, -0.2f, 0.2f), ba = random_tensor({16}, 202);
+  const Tensor wb = random_tensor({16, 16, 3, 3}, 203, -0.2f, 0.2f), bb = random_tensor({16}, 204);
+  const Tensor wc = random_tensor({16, 16, 3, 3}, 205, -0.2f, 0.2f), bc = random_tensor({16}, 206);
+  auto conv = [&](const std::string& name, int out, const Tensor& wt, const Tensor& bias, bool relu) {
+    FusedOp& op = m.op("conv2d", {x}, {out}, name);
+    op.constants = {wt, bias};
+    op.attrs = {{"stride", {1, 1}}, {"padding", {1, 1}}};
+    if (relu) op.post_ops = {elt("relu")};
+  };
+  conv("conv_a", a, wa, ba, true);
+  conv("conv_b", b, wb, bb, true);
+  conv("conv_c", c, wc, bc, false);
+  m.g.inputs = {x};
+  m.g.outputs = {a, b, c};
+  std::vector<std::string> progress;
+  BuildOptions o = quick_timed_build(&progress);
+  auto bytes = build_engine(m.g, o);
+  Json steps;
+  for (const Json& st : plan_steps(bytes))
+    if (st["kind"] != "reorder") steps[st["name"].get<std::string>()] = st;
+  ASSERT_TRUE(steps.contains("conv_a") && steps.contains("conv_b") && steps.contains("conv_c")) << steps.dump();
+  EXPECT_EQ(steps["conv_b"]["tactic"], steps["conv_a"]["tactic"]);
+  EXPECT_EQ(steps["conv_b"]["impl"], steps["conv_a"]["impl"]);
+  EXPECT_EQ(steps["conv_b"]["timings"], steps["conv_a"]["timings"]) << "conv_b was timed again";
+  EXPECT_NE(steps["conv_c"]["timings"], steps["conv_a"]["timings"]) << "conv_c was not timed";
+  auto line_of = [&](const std::string& name) {
+    for (const std::string& line : progress)
+      if (line.find(" " + name + ": ") != std::string::npos) return line;
+    return std::string();
+  };
+  EXPECT_NE(line_of("conv_b").find("same signature as conv_a, decided once"), std::string::npos) << line_of("conv_b");
+  EXPECT_EQ(line_of("conv_a").find("same signature"), std::string::npos) << line_of("conv_a");
+  EXPECT_EQ(line_of("conv_c").find("same signature"), std::string::npos) << line_of("conv_c");
+  const Tensor in = random_tensor({1, 16, 12, 12}, 207);
+  auto out = Engine::load(bytes, "shared.engine")->run({in});
+  ASSERT_EQ(out.size(), 3u);
+  expect_close(out[0], ref_unary("relu", ref_conv(in, wa, &ba, {1, 1}, {1, 1})), 2e-4);
+  expect_close(out[1], ref_unary("relu", ref_conv(in, wb, &bb, {1, 1}, {1, 1})), 2e-4);
+  expect_close(out[2], ref_conv(in, wc, &bc, {1, 1}, {1, 1}), 2e-4);
+}
+
+// Ops that share a decision weigh as their number in the budget, and get the same tactic.
+TEST(CpuBackendTactics, SharedDecisionsWeighAsTheirNumber) {
+  auto op = [](std::vector<double> ms, std::vector<int64_t> growth, int64_t shared_with = -1) {
+    TacticSurvey s;
+    s.names = {"small", "big"};
+    s.ms = std::move(ms);
+    s.growth = std::move(growth);
+    s.shared_with = shared_with;
+    return s;
+  };
+  // Op 0 alone saves 0.3 ms for 100 bytes; ops 1 and 2 (one signature) save 0.2 ms each for
+  // 100 bytes each: 0.4 ms for 200. With 200 bytes op 0 wins (0.003 ms per byte against
+  // 0.002); with 300 all three upgrade, and the pair never splits.
+  std::vector<TacticSurvey> survey = {op({1.0, 0.7}, {0, 100}), op({1.0, 0.8}, {0, 100}), op({1.0, 0.8}, {0, 100}, 1)};
+  EXPECT_EQ(allocate_weight_growth(survey, 150), (std::vector<std::string>{"big", "small", "small"}));
+  EXPECT_EQ(allocate_weight_growth(survey, 250), (std::vector<std::string>{"big", "small", "small"}));
+  EXPECT_EQ(allocate_weight_growth(survey, 300), (std::vector<std::string>{"big", "big", "big"}));
+  // Without op 0 the pair needs room for both: 150 bytes is not enough for either.
+  std::vector<TacticSurvey> pair = {op({1.0, 0.8}, {0, 100}), op({1.0, 0.8}, {0, 100}, 0)};
+  EXPECT_EQ(allocate_weight_growth(pair, 150), (std::vector<std::string>{"small", "small"}));
+  EXPECT_EQ(allocate_weight_growth(pair, 200), (std::vector<std::string>{"big", "big"}));
+  // A shared_with naming a survey with other candidates, or not an earlier one, decides alone.
+  std::vector<TacticSurvey> odd = {op({1.0, 0.8}, {0, 100}), op({1.0, 0.8}, {0, 100}, 0), op({1.0, 0.8}, {0, 100}, 5)};
+  odd[1].names = {"small", "other"};
+  EXPECT_EQ(allocate_weight_growth(odd, 100), (std::vector<std::string>{"big", "small", "small"}));
+  EXPECT_EQ(allocate_weight_growth(odd, 300), (std::vector<std::string>{"big", "other", "big"}));
+}
+
+// runs_per_load: the pick minimizes N x run time + creation time. A kernel 10 % faster that
+// costs 4.5 ms more to create pays off only from 45 runs per load on; with 0 (many runs)
+// the faster always wins.
+TEST(CpuBackendTactics, RunsPerLoadTradesRunTimeForCreationTime) {
+  EXPECT_TRUE(better_pick(1.0, 5.0, 1.1, 0.5, 0));
+  EXPECT_FALSE(better_pick(1.0, 5.0, 1.1, 0.5, 10));
+  EXPECT_TRUE(better_pick(1.0, 5.0, 1.1, 0.5, 100));
+  EXPECT_TRUE(better_pick(1.0, 0.5, 1.0, 5.0, 0));   // equal run time: cheaper to create
+  EXPECT_TRUE(better_pick(2.0, 0.0, 1.0, 1.0, 1));   // equal cost: cheaper to create
+  TacticSurvey s;
+  s.names = {"brgconv", "jit"};
+  s.ms = {1.0, 1.1};
+  s.growth = {0, 0};
+  s.create_ms = {5.0, 0.5};
+  EXPECT_EQ(allocate_weight_growth({s}, 0), (std::vector<std::string>{"brgconv"}));
+  EXPECT_EQ(allocate_weight_growth({s}, 0, 1), (std::vector<std::string>{"jit"}));
+  EXPECT_EQ(allocate_weight_growth({s}, 0, 44), (std::vector<std::string>{"jit"}));
+  EXPECT_EQ(allocate_weight_growth({s}, 0, 46), (std::vector<std::string>{"brgconv"}));
+  // Two ops sharing the decision run twice per load but create once: 23 runs are enough.
+  TacticSurvey t = s;
+  t.shared_with = 0;
+  EXPECT_EQ(allocate_weight_growth({s, t}, 0, 23), (std::vector<std::string>{"brgconv", "brgconv"}));
+  EXPECT_EQ(allocate_weight_growth({s, t}, 0, 22), (std::vector<std::string>{"jit", "jit"}));
+  // The budget still applies: a faster kernel that grows the weights needs room.
+  TacticSurvey w = s;
+  w.growth = {64, 0};
+  EXPECT_EQ(allocate_weight_growth({w}, 0, 100), (std::vector<std::string>{"jit"}));
+  EXPECT_EQ(allocate_weight_growth({w}, 64, 100), (std::vector<std::string>{"brgconv"}));
+  // A timed build records the setting.
+  std::vector<std::string> progress;
+  BuildOptions o = quick_timed_build(&progress);
+  o.runs_per_load = 3;
+  auto e = Engine::load(build_engine(small_cnn(), o), "runs.engine");
+  EXPECT_EQ(e->meta().build_settings["runs_per_load"], 3);
+}
+
 // A timed build's report and plan agree with what it kept: every step's tactic is one its
 // timings list, and the stored weights stay within the budget.
 TEST(CpuBackendTactics, TimedBuildKeepsItsBudget) {

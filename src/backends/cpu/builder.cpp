@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -292,8 +293,16 @@ class EngineBuilder {
   }
 
   // Fastest of `timing_iterations` runs (milliseconds) of steps [first, end) on random data;
-  // `create_ms` receives what creating their kernels took.
+  // `create_ms` receives what creating their kernels took. That is measured with oneDNN's
+  // primitive cache emptied first, as a load finds it: another candidate or op timed before
+  // may have created the same primitive (e.g. "blocked" when oneDNN's first choice is the
+  // implementation another candidate names), which would make it look free to create.
   double time_steps(size_t first, std::string* impl, double* create_ms = nullptr) {
+    if (create_ms) {
+      const int capacity = dnnl::get_primitive_cache_capacity();
+      dnnl::set_primitive_cache_capacity(0);
+      dnnl::set_primitive_cache_capacity(capacity);
+    }
     const auto t_create = std::chrono::steady_clock::now();
     auto execs = instantiate(first);
     if (create_ms)
@@ -355,6 +364,35 @@ class EngineBuilder {
     return *std::min_element(ms.begin(), ms.end());
   }
 
+  // What a tactic decision depends on: the op (kind, attributes, forced tactic, the shapes and
+  // dtypes of its inputs, outputs, constants and post-op operands, post-op parameters) and
+  // the layouts its inputs are in now. Not the constants' values: no candidate depends on them.
+  std::string signature(const FusedOp& op, const std::string& forced) const {
+    std::string key = cat(op.op, '|', op.attrs.dump(), '|', forced);
+    auto bits = [](float f) { return std::bit_cast<uint32_t>(f); };
+    auto value = [&](int gv) {
+      if (gv < 0 || gv >= static_cast<int>(gdims_.size())) return key += "|?", void();
+      key += cat('|', shape_str(gdims_[gv]), ':', static_cast<int>(g_.values[gv].dtype));
+      const int pv = gv < static_cast<int>(current_.size()) ? current_[gv] : -1;
+      if (pv < 0 || !plan_.values[pv].has_desc) return;
+      const dnnl_memory_desc_t& d = desc_of(pv).data;
+      const auto& b = d.format_desc.blocking;
+      key += cat('@', static_cast<int>(d.format_kind), ':', d.offset0);
+      for (int i = 0; i < d.ndims; ++i) key += cat(',', d.padded_dims[i], '/', d.padded_offsets[i], '/', b.strides[i]);
+      for (int i = 0; i < b.inner_nblks; ++i) key += cat(';', b.inner_blks[i], 'x', b.inner_idxs[i]);
+    };
+    for (int v : op.inputs) value(v);
+    key += "|->";
+    for (int v : op.outputs) value(v);
+    for (const Tensor& t : op.constants)
+      key += t.defined() ? cat("|c", shape_str(t.sizes()), ':', static_cast<int>(t.dtype())) : std::string("|c-");
+    for (const PostOp& p : op.post_ops) {
+      key += cat("|p", post_op_kind(p.kind), ':', p.alg, ':', bits(p.alpha), ':', bits(p.beta), ':', bits(p.scale));
+      if (p.kind != PostOp::Kind::kEltwise) value(p.value);
+    }
+    return key;
+  }
+
   // Tries each candidate emitter; keeps the fastest (or the first that works when timing is off).
   using Emitter = std::function<void()>;
   void choose(const FusedOp& op, const std::vector<std::pair<std::string, Emitter>>& all_candidates) {
@@ -373,6 +411,7 @@ class EngineBuilder {
                   "): forced tactic '", forced, "' is not one of its tactics (", names, ")");
     }
     const size_t index = op_index_++;
+    if (index >= chosen_ops_.size()) chosen_ops_.push_back(op.name.empty() ? op.op : op.name);
     const OpSurvey* surveyed = nullptr;  // pass 2: this op's survey; only the decided candidate is emitted
     if (decisions_ && !redeciding_ && index < decisions_->size() && index < survey_in_->size()) {
       for (const auto& c : candidates)
@@ -381,6 +420,21 @@ class EngineBuilder {
           candidates = {c};
           break;
         }
+    }
+    // Pass 1: an op with the signature of an earlier op repeats that op's survey and pick
+    // instead of timing again: both then get one decision (allocate_weight_growth), their
+    // kernels are the same, and a load creates them once.
+    std::string signature_key;
+    const OpSurvey* repeat = nullptr;
+    std::string repeat_pick;
+    int64_t repeat_of = -1;
+    if (survey_out_ && opt_.time_tactics && candidates.size() > 1) {
+      signature_key = signature(op, forced);
+      if (auto it = signatures_.find(signature_key); it != signatures_.end()) {
+        repeat_of = static_cast<int64_t>(it->second.first);
+        repeat = &(*survey_out_)[it->second.first];
+        repeat_pick = it->second.second;
+      }
     }
     Snapshot base = snapshot();
     std::string best;
@@ -410,7 +464,11 @@ class EngineBuilder {
     std::vector<double> tied, create;
     std::vector<std::string> over_budget;
     std::string fallback;  // untimed builds: the first candidate that works, when none fits the budget
-    if (opt_.time_tactics && candidates.size() > 1) {
+    if (repeat != nullptr) {
+      best = repeat_pick;
+      timings = repeat->timings;
+      for (size_t c = 0; c < repeat->names.size(); ++c) growth[repeat->names[c]] = repeat->growth[c];
+    } else if (opt_.time_tactics && candidates.size() > 1) {
       // Timed in rounds, candidates interleaved (each round starts with the next candidate),
       // keeping each candidate's minimum over the rounds: a burst of load from other
       // processes then hits one round of one candidate, not all runs of it. Candidates that
@@ -429,7 +487,7 @@ class EngineBuilder {
             candidates[c].second();
             growth[candidates[c].first] = growth_of_emitted();
             double create_ms = 0;
-            best_of[c] = std::min(best_of[c], time_steps(base.steps, nullptr, &create_ms));
+            best_of[c] = std::min(best_of[c], time_steps(base.steps, nullptr, round == 0 ? &create_ms : nullptr));
             if (create[c] == std::numeric_limits<double>::infinity()) create[c] = create_ms;
           } catch (const std::exception& e) {
             errors.push_back(cat(candidates[c].first, ": ", e.what()));
@@ -443,8 +501,9 @@ class EngineBuilder {
         for (size_t c = 0; c < n; ++c)
           if (live[c] && best_of[c] > kHopelessFactor * fastest) live[c] = false;
       }
-      // The fastest within the budget, ties (kTacticTieFraction) going to the cheapest to
-      // create; when none fits, the one that grows the weights least.
+      // The best pick within the budget (better_pick: the fastest, ties (kTacticTieFraction)
+      // going to the cheapest to create, or the least runs_per_load x run + creation time);
+      // when none fits, the one that grows the weights least.
       tied = collapse_ties(best_of, kTacticTieFraction);
       double best_create = 0;
       int64_t least = std::numeric_limits<int64_t>::max();
@@ -458,7 +517,7 @@ class EngineBuilder {
           over_budget.push_back(name);
           continue;
         }
-        if (best.empty() || tied[c] < best_ms || (tied[c] == best_ms && create[c] < best_create))
+        if (best.empty() || better_pick(tied[c], create[c], best_ms, best_create, opt_.runs_per_load))
           best = name, best_ms = tied[c], best_create = create[c];
       }
       if (best.empty()) best = least_name;
@@ -498,7 +557,12 @@ class EngineBuilder {
       for (const auto& e : errors) all += "\n  " + e;
       fail(ErrorCode::kUnsupported, g_.name, ": op '", op.name, "' (", op.op, "): no implementation fits:", all);
     }
-    if (survey_out_) {
+    if (survey_out_ && repeat != nullptr) {
+      OpSurvey sv = *repeat;
+      sv.shared_with = repeat_of;
+      survey_out_->push_back(std::move(sv));
+    } else if (survey_out_) {
+      if (!signature_key.empty()) signatures_.emplace(signature_key, std::make_pair(survey_out_->size(), best));
       OpSurvey sv;
       for (size_t c = 0; c < candidates.size(); ++c) {
         const std::string& name = candidates[c].first;
@@ -536,6 +600,8 @@ class EngineBuilder {
     std::string msg = cat(g_.name, ": ", op.op, " ", op.name, ": ", n_tactics, " tactic",
                           n_tactics == 1 ? "" : "s", ", picked ", best, " (", s.impl, ")",
                           forced.empty() ? "" : " [forced]");
+    if (surveyed && surveyed->shared_with >= 0 && static_cast<size_t>(surveyed->shared_with) < chosen_ops_.size())
+      msg += cat(" (same signature as ", chosen_ops_[static_cast<size_t>(surveyed->shared_with)], ", decided once)");
     if (growth[best] > 0) msg += cat(" (+", growth[best], " weight bytes)");
     if (!over_budget.empty() && !(over_budget.size() == 1 && over_budget[0] == best)) {
       msg += " (over the weight growth budget:";
@@ -544,15 +610,20 @@ class EngineBuilder {
       msg += ")";
     }
     // A candidate measured faster that stores no more than the pick lost a tie on kernel
-    // creation cost (kTacticTieFraction).
+    // creation cost (kTacticTieFraction), or, with runs_per_load, lost on run + creation time.
     std::string tie_with;
     if (timings.contains(best))
       for (auto it = timings.begin(); it != timings.end(); ++it)
         if (it.value().get<double>() < timings[best].get<double>() && growth[it.key()] <= growth[best] &&
             (tie_with.empty() || it.value().get<double>() < timings[tie_with].get<double>()))
           tie_with = it.key();
-    if (!tie_with.empty())
-      msg += cat(" (ties with ", tie_with, " within ", kTacticTieFraction * 100, " %, cheaper to create)");
+    if (!tie_with.empty()) {
+      if (timings[best].get<double>() <= timings[tie_with].get<double>() * (1.0 + kTacticTieFraction))
+        msg += cat(" (ties with ", tie_with, " within ", kTacticTieFraction * 100, " %, cheaper to create)");
+      else
+        msg += cat(" (", tie_with, " runs faster, but at ", opt_.runs_per_load,
+                   " runs per load its kernel creation costs more than that saves)");
+    }
     if (!timings.empty()) {
       msg += " [";
       bool first = true;
@@ -645,6 +716,9 @@ class EngineBuilder {
   const std::vector<OpSurvey>* survey_in_ = nullptr;
   const std::vector<std::string>* decisions_ = nullptr;
   size_t op_index_ = 0;      // choose() calls so far
+  std::vector<std::string> chosen_ops_;  // choose() call -> op name (messages)
+  // Pass 1: signature() -> (survey index, pick) of the first op that had it.
+  std::map<std::string, std::pair<size_t, std::string>> signatures_;
   bool redeciding_ = false;  // pass 2, an op whose decided candidate failed
   Plan plan_;
   std::vector<int> value_graph_;            // plan value -> graph value
@@ -1278,6 +1352,7 @@ EngineMeta EngineBuilder::make_meta() {
                              {"time_tactics", opt_.time_tactics},
                              {"timing_iterations", opt_.timing_iterations},
                              {"timing_rounds", opt_.timing_rounds},
+                             {"runs_per_load", opt_.runs_per_load},
                              {"onednn_version", cat(dnnl_version()->major, ".", dnnl_version()->minor, ".",
                                                     dnnl_version()->patch)},
                              {"host_isa", cat(static_cast<int>(dnnl::get_effective_cpu_isa()))},
@@ -1374,28 +1449,61 @@ std::vector<double> collapse_ties(const std::vector<double>& ms, double tie_frac
   return out;
 }
 
-std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>& survey, int64_t budget) {
+bool better_pick(double ms, double create_ms, double other_ms, double other_create_ms, int64_t runs_per_load) {
+  if (runs_per_load > 0) {
+    const double n = static_cast<double>(runs_per_load);
+    const double cost = n * ms + create_ms, other = n * other_ms + other_create_ms;
+    if (cost != other) return cost < other;
+  } else if (ms != other_ms) {
+    return ms < other_ms;
+  }
+  return create_ms < other_create_ms;
+}
+
+std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>& survey, int64_t budget,
+                                                int64_t runs_per_load) {
   auto create_ms = [](const TacticSurvey& o, size_t c) { return c < o.create_ms.size() ? o.create_ms[c] : 0.0; };
-  std::vector<size_t> pick(survey.size(), 0);
+  // Decisions are made for the first op of each signature (its leader) and weigh as many ops
+  // as share it; a load creates the shared kernels once.
+  const size_t n = survey.size();
+  std::vector<size_t> leader(n);
+  std::vector<double> weight(n, 0.0);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t l = survey[i].shared_with;
+    leader[i] = l >= 0 && static_cast<size_t>(l) < i ? leader[static_cast<size_t>(l)] : i;
+    if (survey[leader[i]].names != survey[i].names) leader[i] = i;  // not the same candidates: decide alone
+    weight[leader[i]] += 1.0;
+  }
+  // What a candidate costs its group: run time of every op in it (x runs_per_load, plus one
+  // creation, when that is given).
+  auto cost = [&](size_t i, size_t c) {
+    const TacticSurvey& o = survey[i];
+    if (runs_per_load <= 0) return weight[i] * o.ms[c];
+    return static_cast<double>(runs_per_load) * weight[i] * o.ms[c] + create_ms(o, c);
+  };
+  std::vector<size_t> pick(n, 0);
   int64_t spent = 0;
-  for (size_t i = 0; i < survey.size(); ++i) {
-    const OpSurvey& o = survey[i];
+  for (size_t i = 0; i < n; ++i) {
+    if (leader[i] != i) continue;
+    const TacticSurvey& o = survey[i];
     for (size_t c = 1; c < o.names.size(); ++c)
       if (o.growth[c] < o.growth[pick[i]] ||
           (o.growth[c] == o.growth[pick[i]] &&
-           (o.ms[c] < o.ms[pick[i]] || (o.ms[c] == o.ms[pick[i]] && create_ms(o, c) < create_ms(o, pick[i])))))
+           better_pick(weight[i] * o.ms[c], create_ms(o, c), weight[i] * o.ms[pick[i]], create_ms(o, pick[i]),
+                       runs_per_load)))
         pick[i] = c;
-    if (!o.names.empty()) spent += o.growth[pick[i]];
+    if (!o.names.empty()) spent += static_cast<int64_t>(weight[i]) * o.growth[pick[i]];
   }
   for (;;) {
     size_t best_i = 0, best_c = 0;
     double best_ratio = 0, best_saved = 0;
     bool found = false;
-    for (size_t i = 0; i < survey.size(); ++i) {
-      const OpSurvey& o = survey[i];
+    for (size_t i = 0; i < n; ++i) {
+      if (leader[i] != i) continue;
+      const TacticSurvey& o = survey[i];
       for (size_t c = 0; c < o.names.size(); ++c) {
-        const double saved = o.ms[pick[i]] - o.ms[c];
-        const int64_t extra = o.growth[c] - o.growth[pick[i]];
+        const double saved = cost(i, pick[i]) - cost(i, c);
+        const int64_t extra = static_cast<int64_t>(weight[i]) * (o.growth[c] - o.growth[pick[i]]);
         if (saved <= 0 || spent + extra > budget) continue;
         const double ratio = extra <= 0 ? std::numeric_limits<double>::infinity() : saved / static_cast<double>(extra);
         if (!found || ratio > best_ratio || (ratio == best_ratio && saved > best_saved)) {
@@ -1404,12 +1512,12 @@ std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>&
       }
     }
     if (!found) break;
-    spent += survey[best_i].growth[best_c] - survey[best_i].growth[pick[best_i]];
+    spent += static_cast<int64_t>(weight[best_i]) * (survey[best_i].growth[best_c] - survey[best_i].growth[pick[best_i]]);
     pick[best_i] = best_c;
   }
-  std::vector<std::string> out(survey.size());
-  for (size_t i = 0; i < survey.size(); ++i)
-    if (!survey[i].names.empty()) out[i] = survey[i].names[pick[i]];
+  std::vector<std::string> out(n);
+  for (size_t i = 0; i < n; ++i)
+    if (!survey[i].names.empty()) out[i] = survey[i].names[pick[leader[i]]];
   return out;
 }
 
@@ -1429,7 +1537,7 @@ std::shared_ptr<Storage> build_engine(const EngineGraph& graph, const BuildOptio
     pass1.build();
     budget = pass1.growth_budget();
   }
-  const std::vector<std::string> decisions = allocate_weight_growth(survey, budget);
+  const std::vector<std::string> decisions = allocate_weight_growth(survey, budget, options.runs_per_load);
   EngineBuilder pass2(graph, options);
   pass2.follow(&survey, &decisions);
   return pass2.build();
