@@ -36,7 +36,6 @@ struct CompileCliOptions {
   bool no_timing = false;
   double max_weight_growth = 0.01;
   int timing_rounds = -1;  // -1: BuildOptions' default
-  int64_t runs_per_load = 0;
   bool keep_sample_inputs = false;
   bool quiet = false;
   int threads = 0;
@@ -93,7 +92,6 @@ int run_compile(const CompileCliOptions& cli) {
   options.build.time_tactics = !cli.no_timing;
   options.build.max_weight_growth = cli.max_weight_growth;
   if (cli.timing_rounds > 0) options.build.timing_rounds = cli.timing_rounds;
-  options.build.runs_per_load = cli.runs_per_load;
   options.build.threads = cli.threads;
   if (!cli.quiet) {
     options.progress = [](const std::string& msg) {
@@ -148,11 +146,6 @@ void add_compile_command(CLI::App& app, int* exit_code) {
                   "Rounds of tactic timing (candidates interleaved, each keeps its fastest run; default 3): more "
                   "rounds make the picks hold on a busy build machine, at the cost of build time")
       ->check(CLI::Range(1, 1000));
-  cmd->add_option("--runs-per-load", o->runs_per_load,
-                  "Runs a loaded engine is expected to serve (default 0: many). With N > 0 each op gets the kernel "
-                  "with the least N x run time + creation time (kernels are created at every load): a small N "
-                  "trades run time for a faster load, for cold-start-bound deployments")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   cmd->add_option("--threads", o->threads, "Threads for tactic timing (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--keep-sample-inputs", o->keep_sample_inputs,

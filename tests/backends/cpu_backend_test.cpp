@@ -891,8 +891,6 @@ TEST(CpuBackendTactics, TiedTimesGoToTheCheapestToCreate) {
   EXPECT_EQ(allocate_weight_growth(survey, 1 << 20), (std::vector<std::string>{"blocked/jit", "blocked", "blocked"}));
 }
 
-EngineGraph small_cnn();
-
 // Ops with one signature share a decision: two convolutions of the same shapes, post-ops and
 // input layout are timed once and get the same tactic (a load then creates their kernels
 // once); a third that differs only in its post-op is decided on its own. Outputs against the
@@ -971,42 +969,6 @@ TEST(CpuBackendTactics, SharedDecisionsWeighAsTheirNumber) {
   odd[1].names = {"small", "other"};
   EXPECT_EQ(allocate_weight_growth(odd, 100), (std::vector<std::string>{"big", "small", "small"}));
   EXPECT_EQ(allocate_weight_growth(odd, 300), (std::vector<std::string>{"big", "other", "big"}));
-}
-
-// runs_per_load: the pick minimizes N x run time + creation time. A kernel 10 % faster that
-// costs 4.5 ms more to create pays off only from 45 runs per load on; with 0 (many runs)
-// the faster always wins.
-TEST(CpuBackendTactics, RunsPerLoadTradesRunTimeForCreationTime) {
-  EXPECT_TRUE(better_pick(1.0, 5.0, 1.1, 0.5, 0));
-  EXPECT_FALSE(better_pick(1.0, 5.0, 1.1, 0.5, 10));
-  EXPECT_TRUE(better_pick(1.0, 5.0, 1.1, 0.5, 100));
-  EXPECT_TRUE(better_pick(1.0, 0.5, 1.0, 5.0, 0));   // equal run time: cheaper to create
-  EXPECT_TRUE(better_pick(2.0, 0.0, 1.0, 1.0, 1));   // equal cost: cheaper to create
-  TacticSurvey s;
-  s.names = {"brgconv", "jit"};
-  s.ms = {1.0, 1.1};
-  s.growth = {0, 0};
-  s.create_ms = {5.0, 0.5};
-  EXPECT_EQ(allocate_weight_growth({s}, 0), (std::vector<std::string>{"brgconv"}));
-  EXPECT_EQ(allocate_weight_growth({s}, 0, 1), (std::vector<std::string>{"jit"}));
-  EXPECT_EQ(allocate_weight_growth({s}, 0, 44), (std::vector<std::string>{"jit"}));
-  EXPECT_EQ(allocate_weight_growth({s}, 0, 46), (std::vector<std::string>{"brgconv"}));
-  // Two ops sharing the decision run twice per load but create once: 23 runs are enough.
-  TacticSurvey t = s;
-  t.shared_with = 0;
-  EXPECT_EQ(allocate_weight_growth({s, t}, 0, 23), (std::vector<std::string>{"brgconv", "brgconv"}));
-  EXPECT_EQ(allocate_weight_growth({s, t}, 0, 22), (std::vector<std::string>{"jit", "jit"}));
-  // The budget still applies: a faster kernel that grows the weights needs room.
-  TacticSurvey w = s;
-  w.growth = {64, 0};
-  EXPECT_EQ(allocate_weight_growth({w}, 0, 100), (std::vector<std::string>{"jit"}));
-  EXPECT_EQ(allocate_weight_growth({w}, 64, 100), (std::vector<std::string>{"brgconv"}));
-  // A timed build records the setting.
-  std::vector<std::string> progress;
-  BuildOptions o = quick_timed_build(&progress);
-  o.runs_per_load = 3;
-  auto e = Engine::load(build_engine(small_cnn(), o), "runs.engine");
-  EXPECT_EQ(e->meta().build_settings["runs_per_load"], 3);
 }
 
 // A timed build's report and plan agree with what it kept: every step's tactic is one its

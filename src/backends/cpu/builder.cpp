@@ -501,9 +501,8 @@ class EngineBuilder {
         for (size_t c = 0; c < n; ++c)
           if (live[c] && best_of[c] > kHopelessFactor * fastest) live[c] = false;
       }
-      // The best pick within the budget (better_pick: the fastest, ties (kTacticTieFraction)
-      // going to the cheapest to create, or the least runs_per_load x run + creation time);
-      // when none fits, the one that grows the weights least.
+      // The fastest within the budget, ties (kTacticTieFraction) going to the cheapest to
+      // create; when none fits, the one that grows the weights least.
       tied = collapse_ties(best_of, kTacticTieFraction);
       double best_create = 0;
       int64_t least = std::numeric_limits<int64_t>::max();
@@ -517,7 +516,7 @@ class EngineBuilder {
           over_budget.push_back(name);
           continue;
         }
-        if (best.empty() || better_pick(tied[c], create[c], best_ms, best_create, opt_.runs_per_load))
+        if (best.empty() || tied[c] < best_ms || (tied[c] == best_ms && create[c] < best_create))
           best = name, best_ms = tied[c], best_create = create[c];
       }
       if (best.empty()) best = least_name;
@@ -610,20 +609,15 @@ class EngineBuilder {
       msg += ")";
     }
     // A candidate measured faster that stores no more than the pick lost a tie on kernel
-    // creation cost (kTacticTieFraction), or, with runs_per_load, lost on run + creation time.
+    // creation cost (kTacticTieFraction).
     std::string tie_with;
     if (timings.contains(best))
       for (auto it = timings.begin(); it != timings.end(); ++it)
         if (it.value().get<double>() < timings[best].get<double>() && growth[it.key()] <= growth[best] &&
             (tie_with.empty() || it.value().get<double>() < timings[tie_with].get<double>()))
           tie_with = it.key();
-    if (!tie_with.empty()) {
-      if (timings[best].get<double>() <= timings[tie_with].get<double>() * (1.0 + kTacticTieFraction))
-        msg += cat(" (ties with ", tie_with, " within ", kTacticTieFraction * 100, " %, cheaper to create)");
-      else
-        msg += cat(" (", tie_with, " runs faster, but at ", opt_.runs_per_load,
-                   " runs per load its kernel creation costs more than that saves)");
-    }
+    if (!tie_with.empty())
+      msg += cat(" (ties with ", tie_with, " within ", kTacticTieFraction * 100, " %, cheaper to create)");
     if (!timings.empty()) {
       msg += " [";
       bool first = true;
@@ -1352,7 +1346,6 @@ EngineMeta EngineBuilder::make_meta() {
                              {"time_tactics", opt_.time_tactics},
                              {"timing_iterations", opt_.timing_iterations},
                              {"timing_rounds", opt_.timing_rounds},
-                             {"runs_per_load", opt_.runs_per_load},
                              {"onednn_version", cat(dnnl_version()->major, ".", dnnl_version()->minor, ".",
                                                     dnnl_version()->patch)},
                              {"host_isa", cat(static_cast<int>(dnnl::get_effective_cpu_isa()))},
@@ -1449,19 +1442,7 @@ std::vector<double> collapse_ties(const std::vector<double>& ms, double tie_frac
   return out;
 }
 
-bool better_pick(double ms, double create_ms, double other_ms, double other_create_ms, int64_t runs_per_load) {
-  if (runs_per_load > 0) {
-    const double n = static_cast<double>(runs_per_load);
-    const double cost = n * ms + create_ms, other = n * other_ms + other_create_ms;
-    if (cost != other) return cost < other;
-  } else if (ms != other_ms) {
-    return ms < other_ms;
-  }
-  return create_ms < other_create_ms;
-}
-
-std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>& survey, int64_t budget,
-                                                int64_t runs_per_load) {
+std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>& survey, int64_t budget) {
   auto create_ms = [](const TacticSurvey& o, size_t c) { return c < o.create_ms.size() ? o.create_ms[c] : 0.0; };
   // Decisions are made for the first op of each signature (its leader) and weigh as many ops
   // as share it; a load creates the shared kernels once.
@@ -1474,13 +1455,6 @@ std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>&
     if (survey[leader[i]].names != survey[i].names) leader[i] = i;  // not the same candidates: decide alone
     weight[leader[i]] += 1.0;
   }
-  // What a candidate costs its group: run time of every op in it (x runs_per_load, plus one
-  // creation, when that is given).
-  auto cost = [&](size_t i, size_t c) {
-    const TacticSurvey& o = survey[i];
-    if (runs_per_load <= 0) return weight[i] * o.ms[c];
-    return static_cast<double>(runs_per_load) * weight[i] * o.ms[c] + create_ms(o, c);
-  };
   std::vector<size_t> pick(n, 0);
   int64_t spent = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -1489,8 +1463,7 @@ std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>&
     for (size_t c = 1; c < o.names.size(); ++c)
       if (o.growth[c] < o.growth[pick[i]] ||
           (o.growth[c] == o.growth[pick[i]] &&
-           better_pick(weight[i] * o.ms[c], create_ms(o, c), weight[i] * o.ms[pick[i]], create_ms(o, pick[i]),
-                       runs_per_load)))
+           (o.ms[c] < o.ms[pick[i]] || (o.ms[c] == o.ms[pick[i]] && create_ms(o, c) < create_ms(o, pick[i])))))
         pick[i] = c;
     if (!o.names.empty()) spent += static_cast<int64_t>(weight[i]) * o.growth[pick[i]];
   }
@@ -1502,7 +1475,7 @@ std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>&
       if (leader[i] != i) continue;
       const TacticSurvey& o = survey[i];
       for (size_t c = 0; c < o.names.size(); ++c) {
-        const double saved = cost(i, pick[i]) - cost(i, c);
+        const double saved = weight[i] * (o.ms[pick[i]] - o.ms[c]);
         const int64_t extra = static_cast<int64_t>(weight[i]) * (o.growth[c] - o.growth[pick[i]]);
         if (saved <= 0 || spent + extra > budget) continue;
         const double ratio = extra <= 0 ? std::numeric_limits<double>::infinity() : saved / static_cast<double>(extra);
@@ -1537,7 +1510,7 @@ std::shared_ptr<Storage> build_engine(const EngineGraph& graph, const BuildOptio
     pass1.build();
     budget = pass1.growth_budget();
   }
-  const std::vector<std::string> decisions = allocate_weight_growth(survey, budget, options.runs_per_load);
+  const std::vector<std::string> decisions = allocate_weight_growth(survey, budget);
   EngineBuilder pass2(graph, options);
   pass2.follow(&survey, &decisions);
   return pass2.build();

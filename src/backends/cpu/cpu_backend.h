@@ -107,12 +107,6 @@ struct BuildOptions {
   // graph order. Use a large value (e.g. 1.0) for the fastest engine whatever its size, 0
   // for no growth at all.
   double max_weight_growth = 0.01;
-  // How many runs a loaded engine is expected to serve, for timed builds: 0 (the default)
-  // picks each op's fastest kernel, creation cost only breaking ties (kTacticTieFraction);
-  // N > 0 picks the kernel with the least N x run time + creation time, creation being paid
-  // at every load. A small N suits cold-start-bound deployments (a process per request, a
-  // command-line tool): cheaper-to-create kernels win unless N runs repay the difference.
-  int64_t runs_per_load = 0;
   // Progress callback (e.g. "engine_0: conv2d layer1.0.conv1: 3 tactics, picked jit:avx2 blocked").
   std::function<void(const std::string&)> progress;
   // Forced tactics (deterministic builds, tests, debugging): key -> tactic name. A key is an
@@ -158,22 +152,14 @@ constexpr double kTacticTieFraction = 0.02;
 // Each time within `tie_fraction` of the fastest becomes the fastest; the others unchanged.
 std::vector<double> collapse_ties(const std::vector<double>& ms, double tie_fraction);
 
-// Whether a candidate that runs in `ms` and takes `create_ms` to create is a better pick than
-// one with `other_ms` / `other_create_ms` (BuildOptions::runs_per_load): with runs_per_load 0
-// the faster wins and creation cost breaks ties; with N > 0 the smaller N x ms + create_ms
-// wins, then the cheaper to create.
-bool better_pick(double ms, double create_ms, double other_ms, double other_create_ms, int64_t runs_per_load);
-
 // Spreads a weight growth budget (bytes) over a timed build's ops: one tactic per survey
 // entry; entries that share a decision (TacticSurvey::shared_with) get the same one, and
-// weigh as their number. Every op starts on the candidate that stores least (the best pick of
-// those, see better_pick); then the upgrade that saves the most time per extra byte and still
-// fits is applied, until none fits (upgrades that save time at no extra bytes first). The
-// time an upgrade saves is run time (x runs_per_load, creation time added, when that is
-// > 0). A greedy answer to the multiple-choice knapsack; exact enough for budgets spent on a
-// few dozen ops.
-std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>& survey, int64_t budget,
-                                                int64_t runs_per_load = 0);
+// weigh as their number (run time saved and bytes added both count once per op). Every op
+// starts on the candidate that stores least (the fastest of those, then the cheapest to
+// create); then the upgrade that saves the most time per extra byte and still fits is
+// applied, until none fits (upgrades that save time at no extra bytes first). A greedy answer
+// to the multiple-choice knapsack; exact enough for budgets spent on a few dozen ops.
+std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>& survey, int64_t budget);
 
 // Whether the CPU backend can put `op` (a normalized op name + dtypes) into an engine;
 // the compiler's partitioner asks this. `reason` receives why not.
