@@ -954,8 +954,9 @@ TEST(CpuBackendTactics, SharedDecisionsWeighAsTheirNumber) {
     return s;
   };
   // Op 0 alone saves 0.3 ms for 100 bytes; ops 1 and 2 (one signature) save 0.2 ms each for
-  // 100 bytes each: 0.4 ms for 200. With 200 bytes op 0 wins (0.003 ms per byte against
-  // 0.002); with 300 all three upgrade, and the pair never splits.
+  // 100 bytes each: 0.4 ms for 200. Op 0 goes first (0.003 ms per byte against 0.002); with
+  // 150 or 250 bytes the pair then has no room for both and stays, never split; with 300 all
+  // three upgrade.
   std::vector<TacticSurvey> survey = {op({1.0, 0.7}, {0, 100}), op({1.0, 0.8}, {0, 100}), op({1.0, 0.8}, {0, 100}, 1)};
   EXPECT_EQ(allocate_weight_growth(survey, 150), (std::vector<std::string>{"big", "small", "small"}));
   EXPECT_EQ(allocate_weight_growth(survey, 250), (std::vector<std::string>{"big", "small", "small"}));
