@@ -374,12 +374,8 @@ class EngineBuilder {
       if (gv < 0 || gv >= static_cast<int>(gdims_.size())) return key += "|?", void();
       key += cat('|', shape_str(gdims_[gv]), ':', static_cast<int>(g_.values[gv].dtype));
       const int pv = gv < static_cast<int>(current_.size()) ? current_[gv] : -1;
-      if (pv < 0 || !plan_.values[pv].has_desc) return;
-      const dnnl_memory_desc_t& d = desc_of(pv).data;
-      const auto& b = d.format_desc.blocking;
-      key += cat('@', static_cast<int>(d.format_kind), ':', d.offset0);
-      for (int i = 0; i < d.ndims; ++i) key += cat(',', d.padded_dims[i], '/', d.padded_offsets[i], '/', b.strides[i]);
-      for (int i = 0; i < b.inner_nblks; ++i) key += cat(';', b.inner_blks[i], 'x', b.inner_idxs[i]);
+      // The layout as the plan stores it: what a load recreates the value from.
+      if (pv >= 0 && plan_.values[pv].has_desc) key += cat('@', desc_to_json(desc_of(pv)).dump());
     };
     for (int v : op.inputs) value(v);
     key += "|->";
@@ -488,7 +484,7 @@ class EngineBuilder {
             growth[candidates[c].first] = growth_of_emitted();
             double create_ms = 0;
             best_of[c] = std::min(best_of[c], time_steps(base.steps, nullptr, round == 0 ? &create_ms : nullptr));
-            if (create[c] == std::numeric_limits<double>::infinity()) create[c] = create_ms;
+            if (round == 0) create[c] = create_ms;
           } catch (const std::exception& e) {
             errors.push_back(cat(candidates[c].first, ": ", e.what()));
             live[c] = false;
