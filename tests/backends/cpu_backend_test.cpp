@@ -717,7 +717,13 @@ INSTANTIATE_TEST_SUITE_P(Shapes, WinogradTest,
                                            WinogradCase{2, 32, 8, 3, 3, 0, true, "sum+relu"},
                                            WinogradCase{1, 64, 64, 14, 14, 1, true, "sum+relu"},
                                            // 4225 tiles: more than one block of tiles, and a last partial one
-                                           WinogradCase{1, 8, 8, 130, 130, 1, true, "sum+relu"}));
+                                           WinogradCase{1, 8, 8, 130, 130, 1, true, "sum+relu"},
+                                           // the compact form in chunks of output channels (at most
+                                           // 4 MiB of U each): 2 of 64, with 64 tiles in two blocks
+                                           // (56 and 8)...
+                                           WinogradCase{1, 1024, 128, 16, 16, 1, true, "sum+relu"},
+                                           // ...and 3 of 8, two images
+                                           WinogradCase{2, 4096, 24, 5, 4, 1, true, "relu"}));
 
 TEST(CpuBackendTactics, WinogradIsOfferedOnlyWhereItFits) {
   if (!winograd_supported_on_host()) GTEST_SKIP() << "the Winograd kernel needs AVX2 and FMA";

@@ -24,6 +24,13 @@ constexpr size_t kAlign = 64;
 // Bytes of V and M per block of tiles (see WinogradExec), and the fewest tiles per block.
 constexpr int64_t kBlockBytes = int64_t{4} << 20;
 constexpr int64_t kMinBlockTiles = 16;
+// The compact form transforms its filters a chunk of output channels at a time, each chunk of
+// U at most this many bytes: the scratch stays bounded (a whole layer's U is 16 MiB at 512 x
+// 512 channels) and the matmul reads a chunk the transform has just written. Smaller chunks
+// measured slower where they split a layer (256 x 256 channels: 1 MiB chunks 0.70 ms, one
+// 4 MiB chunk 0.61 ms; the batched matmul runs less efficiently on fewer columns), larger
+// ones slower at 512 x 512 (one 16 MiB chunk 1.99 ms, four of 4 MiB 1.46 ms).
+constexpr int64_t kChunkBytes = int64_t{4} << 20;
 
 size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
@@ -75,16 +82,18 @@ __attribute__((target("avx2,fma"))) void input_transform(const float* src, float
 }
 
 // dst tile = At M A + bias, then the post-ops, for tile t (the i-th of a block of `block`
-// tiles in M) and output channel block kb.
+// tiles in M) and output channel block kb. M is stored in chunks of kc output channels, each
+// [16][block][kc] (kc = K: one chunk).
 __attribute__((target("avx2,fma"))) void output_transform(const float* m, const float* bias,
                                                           const std::vector<PostOp>& post_ops,
                                                           const std::vector<const float*>& operands, float* dst,
                                                           const Geometry& g, int64_t t, int64_t i_block,
-                                                          int64_t block, int64_t kb) {
+                                                          int64_t block, int64_t kc, int64_t kb) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
   const int64_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
-  const float* in = m + i_block * g.k + kb * kBlock;
-  const int64_t pos_stride = block * g.k;
+  const int64_t k = kb * kBlock, chunk = k / kc;
+  const float* in = m + chunk * kPositions * block * kc + i_block * kc + (k - chunk * kc);
+  const int64_t pos_stride = block * kc;
   __m256 s[kTile][2];
   for (int i = 0; i < kTile; ++i) {  // M A
     const __m256 m0 = _mm256_loadu_ps(in + (i * kTile + 0) * pos_stride);
@@ -119,11 +128,12 @@ __attribute__((target("avx2,fma"))) void output_transform(const float* m, const 
 }
 
 // U[pos][c][k..k+8) = (G g Gt)[pos] from filters stored as g[9][C][K] (tap-major), for
-// input channel c and output channel block kb: the per-run transform of the compact form.
+// input channel c and output channels [k, k + 8): the per-run transform of the compact form,
+// into a chunk of U laid out [16][C][kc] whose column 0 is output channel k0.
 __attribute__((target("avx2,fma"))) void filter_transform(const float* g9, float* u, int64_t c_n, int64_t k_n,
-                                                          int64_t c, int64_t kb) {
+                                                          int64_t kc, int64_t k0, int64_t c, int64_t k) {
   const int64_t tap_stride = c_n * k_n;
-  const float* in = g9 + c * k_n + kb * kBlock;
+  const float* in = g9 + c * k_n + k;
   const __m256 half = _mm256_set1_ps(0.5f);
   __m256 t[kTile][3];  // G g: rows of the filter combined
   for (int j = 0; j < 3; ++j) {
@@ -136,14 +146,25 @@ __attribute__((target("avx2,fma"))) void filter_transform(const float* g9, float
     t[2][j] = _mm256_mul_ps(half, _mm256_sub_ps(outer, r1));
     t[3][j] = r2;
   }
-  float* out = u + c * k_n + kb * kBlock;
+  const int64_t pos_stride = c_n * kc;
+  float* out = u + c * kc + (k - k0);
   for (int i = 0; i < kTile; ++i) {  // (G g) Gt
     const __m256 outer = _mm256_add_ps(t[i][0], t[i][2]);
-    _mm256_storeu_ps(out + (i * kTile + 0) * tap_stride, t[i][0]);
-    _mm256_storeu_ps(out + (i * kTile + 1) * tap_stride, _mm256_mul_ps(half, _mm256_add_ps(outer, t[i][1])));
-    _mm256_storeu_ps(out + (i * kTile + 2) * tap_stride, _mm256_mul_ps(half, _mm256_sub_ps(outer, t[i][1])));
-    _mm256_storeu_ps(out + (i * kTile + 3) * tap_stride, t[i][2]);
+    _mm256_storeu_ps(out + (i * kTile + 0) * pos_stride, t[i][0]);
+    _mm256_storeu_ps(out + (i * kTile + 1) * pos_stride, _mm256_mul_ps(half, _mm256_add_ps(outer, t[i][1])));
+    _mm256_storeu_ps(out + (i * kTile + 2) * pos_stride, _mm256_mul_ps(half, _mm256_sub_ps(outer, t[i][1])));
+    _mm256_storeu_ps(out + (i * kTile + 3) * pos_stride, t[i][2]);
   }
+}
+
+// Output channels per chunk of the compact form: the largest multiple of 8 that divides K and
+// keeps a chunk of U ([16, C, kc]) within kChunkBytes, at least 8.
+int64_t compact_chunk(int64_t c_n, int64_t k_n) {
+  const int64_t fit = std::max<int64_t>(kBlock, kChunkBytes / (kPositions * c_n * static_cast<int64_t>(sizeof(float))));
+  int64_t kc = kBlock;
+  for (int64_t d = kBlock; d <= std::min(fit, k_n); d += kBlock)
+    if (k_n % d == 0) kc = d;
+  return kc;
 }
 
 class WinogradExec final : public StepExec {
@@ -198,15 +219,18 @@ class WinogradExec final : public StepExec {
 
     // Tiles go through in blocks whose V and M fit kBlockBytes (cache-sized, and the scratch
     // stays bounded whatever the batch): per block, M[16, b, K] = V[16, b, C] x U[16, C, K],
-    // one oneDNN batched matmul (one primitive for full blocks, one for the last).
+    // one oneDNN batched matmul per chunk of kc output channels (one primitive for full
+    // blocks, one for the last). The stored form is one chunk (kc = K); the compact form
+    // transforms each chunk's filters right before its matmul (compact_chunk).
     const int64_t per_tile = kPositions * (g_.c + g_.k) * static_cast<int64_t>(sizeof(float));
     block_ = std::min(std::max(kBlockBytes / per_tile, kMinBlockTiles), std::max<int64_t>(g_.tiles, 1));
-    u_desc_ = memory::desc({kPositions, g_.c, g_.k}, memory::data_type::f32, memory::format_tag::abc);
+    kc_ = compact_ ? compact_chunk(g_.c, g_.k) : g_.k;
+    u_desc_ = memory::desc({kPositions, g_.c, kc_}, memory::data_type::f32, memory::format_tag::abc);
     size_t pad_bytes = 0;
     full_ = make_matmul(block_, &pad_bytes);
     if (g_.tiles % block_ != 0) tail_ = make_matmul(g_.tiles % block_, &pad_bytes);
-    // Scratch: [U (compact form only)] V M [matmul scratchpad].
-    v_offset_ = compact_ ? align_up(static_cast<size_t>(kPositions * g_.c * g_.k) * sizeof(float)) : 0;
+    // Scratch: [a chunk of U (compact form only)] V M [matmul scratchpad].
+    v_offset_ = compact_ ? align_up(static_cast<size_t>(kPositions * g_.c * kc_) * sizeof(float)) : 0;
     m_offset_ = v_offset_ + align_up(static_cast<size_t>(kPositions * block_ * g_.c) * sizeof(float));
     pad_offset_ = m_offset_ + align_up(static_cast<size_t>(kPositions * block_ * g_.k) * sizeof(float));
     scratch_bytes = pad_offset_ + align_up(pad_bytes);
@@ -222,17 +246,9 @@ class WinogradExec final : public StepExec {
     for (size_t p = 0; p < post_ops_.size(); ++p)
       if (post_ops_[p].kind == PostOp::kSum) operands[p] = reinterpret_cast<const float*>(st.ptr.at(post_ops_[p].value));
     const Geometry& g = g_;
-    const int64_t cblocks = g.c / kBlock, kblocks = g.k / kBlock;
+    const int64_t cblocks = g.c / kBlock, kblocks = g.k / kBlock, kc = kc_, chunk_blocks = kc_ / kBlock;
     const dnnl::engine& eng = cpu_engine();
-    const float* u = u_;
-    if (compact_) {  // U for this run, into the scratch
-      float* u_run = reinterpret_cast<float*>(st.scratch);
-#pragma omp parallel for schedule(static)
-      for (int64_t item = 0; item < g.c * kblocks; ++item)
-        filter_transform(u_, u_run, g.c, g.k, item / kblocks, item % kblocks);
-      u = u_run;
-    }
-    memory u_mem(u_desc_, eng, const_cast<float*>(u));
+    float* u_run = reinterpret_cast<float*>(st.scratch);  // compact form: this chunk's U
     for (int64_t first = 0; first < g.tiles; first += block_) {
       const int64_t b = std::min(block_, g.tiles - first);
       const Matmul& mm = b == block_ ? full_ : tail_;
@@ -241,16 +257,27 @@ class WinogradExec final : public StepExec {
       for (int64_t item = 0; item < b * cblocks; ++item)
         input_transform(src, v, g, first + item / cblocks, item / cblocks, b, item % cblocks);
 
-      std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, memory(mm.v, eng, v)},
-                                              {DNNL_ARG_WEIGHTS, u_mem},
-                                              {DNNL_ARG_DST, memory(mm.m, eng, m)}};
-      if (mm.pad.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(mm.pad, eng, st.scratch + pad_offset_));
-      mm.prim.execute(*st.stream, args);
-      st.stream->wait();
+      memory v_mem(mm.v, eng, v);
+      for (int64_t k0 = 0; k0 < g.k; k0 += kc) {
+        const float* u = compact_ ? u_run : u_;
+        // The compact form transforms each chunk before its matmul; one chunk (kc = K) is
+        // transformed once per run and stays in the scratch for every block of tiles.
+        if (compact_ && (kc < g.k || first == 0)) {
+#pragma omp parallel for schedule(static)
+          for (int64_t item = 0; item < g.c * chunk_blocks; ++item)
+            filter_transform(u_, u_run, g.c, g.k, kc, k0, item / chunk_blocks, k0 + (item % chunk_blocks) * kBlock);
+        }
+        std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, v_mem},
+                                                {DNNL_ARG_WEIGHTS, memory(u_desc_, eng, const_cast<float*>(u))},
+                                                {DNNL_ARG_DST, memory(mm.m, eng, m + k0 * kPositions * b)}};
+        if (mm.pad.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(mm.pad, eng, st.scratch + pad_offset_));
+        mm.prim.execute(*st.stream, args);
+        st.stream->wait();
+      }
 
 #pragma omp parallel for schedule(static)
       for (int64_t item = 0; item < b * kblocks; ++item)
-        output_transform(m, bias_, post_ops_, operands, dst, g, first + item / kblocks, item / kblocks, b,
+        output_transform(m, bias_, post_ops_, operands, dst, g, first + item / kblocks, item / kblocks, b, kc,
                          item % kblocks);
     }
   }
@@ -261,13 +288,14 @@ class WinogradExec final : public StepExec {
     dnnl::matmul prim;
     std::string impl;
   };
-  // The batched matmul of a block of `tiles` tiles; raises *pad_bytes to its scratchpad size.
+  // The batched matmul of a block of `tiles` tiles and a chunk of kc_ output channels; raises
+  // *pad_bytes to its scratchpad size.
   Matmul make_matmul(int64_t tiles, size_t* pad_bytes) const {
     const auto f = memory::data_type::f32;
     const auto abc = memory::format_tag::abc;
     Matmul mm;
     mm.v = memory::desc({kPositions, tiles, g_.c}, f, abc);
-    mm.m = memory::desc({kPositions, tiles, g_.k}, f, abc);
+    mm.m = memory::desc({kPositions, tiles, kc_}, f, abc);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mm.v, u_desc_, mm.m), attr, cpu_engine());
@@ -285,6 +313,7 @@ class WinogradExec final : public StepExec {
   const float* bias_ = nullptr;
   std::vector<PostOp> post_ops_;
   int64_t block_ = 1;  // tiles per block
+  int64_t kc_ = 0;     // output channels per chunk of U and M (the stored form: K)
   memory::desc u_desc_;
   Matmul full_, tail_;
   size_t v_offset_ = 0, m_offset_ = 0, pad_offset_ = 0;
