@@ -941,12 +941,54 @@ TEST(CpuBackendTactics, SameSignatureOpsShareOneDecision) {
   EXPECT_NE(line_of("conv_b").find("same signature as conv_a, decided once"), std::string::npos) << line_of("conv_b");
   EXPECT_EQ(line_of("conv_a").find("same signature"), std::string::npos) << line_of("conv_a");
   EXPECT_EQ(line_of("conv_c").find("same signature"), std::string::npos) << line_of("conv_c");
+  // One line per op, whichever build the whole-engine check kept (the other build's lines are
+  // dropped), and the check's own line, if it ran, last.
+  for (const char* name : {"conv_a", "conv_b", "conv_c"}) {
+    size_t lines = 0;
+    for (const std::string& line : progress) lines += line.find(std::string(" ") + name + ": ") != std::string::npos;
+    EXPECT_EQ(lines, 1u) << name;
+  }
+  for (size_t i = 0; i < progress.size(); ++i)
+    if (progress[i].find("whole-engine check: as decided") != std::string::npos) {
+      EXPECT_EQ(i + 1, progress.size());
+      EXPECT_NE(progress[i].find(": kept "), std::string::npos) << progress[i];
+    }
   const Tensor in = random_tensor({1, 16, 12, 12}, 207);
   auto out = Engine::load(bytes, "shared.engine")->run({in});
   ASSERT_EQ(out.size(), 3u);
   expect_close(out[0], ref_unary("relu", ref_conv(in, wa, &ba, {1, 1}, {1, 1})), 2e-4);
   expect_close(out[1], ref_unary("relu", ref_conv(in, wb, &bb, {1, 1}, {1, 1})), 2e-4);
   expect_close(out[2], ref_conv(in, wc, &bc, {1, 1}, {1, 1}), 2e-4);
+}
+
+// The whole-engine check's alternative: convolutions decided on another of oneDNN's
+// implementations ("blocked/<impl>") take oneDNN's first choice ("blocked") where it worked
+// and stores no more; other decisions stay.
+TEST(CpuBackendTactics, ConsistentLayoutAlternative) {
+  auto op = [](std::vector<std::string> names, std::vector<double> ms, std::vector<int64_t> growth) {
+    TacticSurvey s;
+    s.names = std::move(names);
+    s.ms = std::move(ms);
+    s.growth = std::move(growth);
+    return s;
+  };
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<TacticSurvey> survey = {
+      op({"blocked", "blocked/jit:avx512_core", "winograd"}, {1.0, 0.99, 0.8}, {0, 0, 100}),  // 0: flips
+      op({"blocked", "blocked/jit:avx512_core", "winograd"}, {1.0, 0.99, 0.8}, {0, 0, 100}),  // 1: winograd stays
+      op({"blocked", "blocked/jit:avx2"}, {1.0, 0.9}, {64, 0}),                          // 2: blocked stores more
+      op({"blocked", "blocked/jit:avx2"}, {inf, 0.9}, {0, 0}),                           // 3: blocked did not time
+      op({"blocked/jit:avx2", "plain"}, {0.9, 1.0}, {0, 0}),                             // 4: no blocked candidate
+      op({"onednn", "reference"}, {0.1, 1.0}, {0, 0}),                                   // 5: not a convolution
+      op({"blocked", "blocked/jit:sse41"}, {1.0}, {0}),                                  // 6: malformed survey
+  };
+  const std::vector<std::string> decisions = {"blocked/jit:avx512_core", "winograd", "blocked/jit:avx2",
+                                              "blocked/jit:avx2", "blocked/jit:avx2", "onednn",
+                                              "blocked/jit:sse41"};
+  const std::vector<std::string> want = {"blocked", "winograd", "blocked/jit:avx2", "blocked/jit:avx2",
+                                         "blocked/jit:avx2", "onednn", "blocked/jit:sse41"};
+  EXPECT_EQ(consistent_layout_decisions(survey, decisions), want);
+  EXPECT_EQ(consistent_layout_decisions(survey, {"blocked"}), std::vector<std::string>{"blocked"});  // fewer decisions
 }
 
 // Ops that share a decision weigh as their number in the budget, and get the same tactic.

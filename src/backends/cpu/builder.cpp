@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <bit>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -160,10 +161,13 @@ class EngineBuilder {
   // Pass 1 of a timed build: time every candidate, keep the fastest whatever it stores, and
   // record what was found in *out (one entry per op); build() then returns no bytes.
   void survey_into(std::vector<OpSurvey>* out) { survey_out_ = out; }
-  // Pass 2: emit decisions[i] for the i-th op, reporting the survey's timings.
-  void follow(const std::vector<OpSurvey>* survey, const std::vector<std::string>* decisions) {
+  // Pass 2: emit decisions[i] for the i-th op, reporting the survey's timings; a non-empty
+  // notes[i] says why the decision is not the survey's (and replaces the tie remark).
+  void follow(const std::vector<OpSurvey>* survey, const std::vector<std::string>* decisions,
+              const std::vector<std::string>* notes = nullptr) {
     survey_in_ = survey;
     decisions_ = decisions;
+    notes_ = notes;
   }
   int64_t growth_budget() const { return growth_budget_; }
 
@@ -607,7 +611,9 @@ class EngineBuilder {
     // A candidate measured faster that stores no more than the pick lost a tie on kernel
     // creation cost (kTacticTieFraction).
     std::string tie_with;
-    if (timings.contains(best))
+    const bool noted = surveyed && notes_ && index < notes_->size() && !(*notes_)[index].empty();
+    if (noted) msg += cat(" (", (*notes_)[index], ")");
+    if (timings.contains(best) && !noted)
       for (auto it = timings.begin(); it != timings.end(); ++it)
         if (it.value().get<double>() < timings[best].get<double>() && growth[it.key()] <= growth[best] &&
             (tie_with.empty() || it.value().get<double>() < timings[tie_with].get<double>()))
@@ -705,6 +711,7 @@ class EngineBuilder {
   std::vector<OpSurvey>* survey_out_ = nullptr;
   const std::vector<OpSurvey>* survey_in_ = nullptr;
   const std::vector<std::string>* decisions_ = nullptr;
+  const std::vector<std::string>* notes_ = nullptr;
   size_t op_index_ = 0;      // choose() calls so far
   std::vector<std::string> chosen_ops_;  // choose() call -> op name (messages)
   // Pass 1: signature() -> (survey index, pick) of the first op that had it.
@@ -1490,6 +1497,77 @@ std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>&
   return out;
 }
 
+namespace {
+bool has_dynamic_dims(const EngineGraph& g) {
+  for (int v : g.inputs)
+    for (const std::string& sym : g.values.at(v).symbols)
+      if (!sym.empty()) return true;
+  return false;
+}
+
+// Median run time (ms) of two engines of the same graph, loaded like any engine and run on
+// the same random inputs, interleaved over BuildOptions::timing_rounds rounds; each keeps its
+// fastest round.
+std::pair<double, double> time_engines(const EngineGraph& g, const std::shared_ptr<Storage>& a,
+                                       const std::shared_ptr<Storage>& b, const BuildOptions& o) {
+  std::vector<Tensor> inputs;
+  std::mt19937 rng(4321);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  for (int v : g.inputs) {
+    const EngineValue& ev = g.values.at(v);
+    Tensor t = Tensor::empty(ev.dims, ev.dtype);
+    std::memset(t.raw_data(), 0, static_cast<size_t>(t.nbytes()));
+    if (ev.dtype == DType::kFloat32) {
+      float* f = t.data<float>();
+      for (int64_t i = 0; i < t.numel(); ++i) f[i] = dist(rng);
+    }
+    inputs.push_back(std::move(t));
+  }
+  const std::shared_ptr<const Engine> engines[2] = {Engine::load(a, g.name), Engine::load(b, g.name)};
+  RunOptions ro;
+  ro.threads = o.threads;
+  double best[2] = {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity()};
+  for (const auto& e : engines)
+    for (int i = 0; i < 2; ++i) e->run(inputs, ro);  // warm-up: first-touch of buffers and weights
+  const int runs = std::max(3, o.timing_iterations * 2);
+  for (int round = 0; round < std::max(1, o.timing_rounds); ++round) {
+    for (int k = 0; k < 2; ++k) {
+      const int which = (k + round) % 2;
+      std::vector<double> ms;
+      for (int i = 0; i < runs; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        engines[which]->run(inputs, ro);
+        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::nth_element(ms.begin(), ms.begin() + static_cast<ptrdiff_t>(ms.size() / 2), ms.end());
+      best[which] = std::min(best[which], ms[ms.size() / 2]);
+    }
+  }
+  return {best[0], best[1]};
+}
+
+}  // namespace
+
+std::vector<std::string> consistent_layout_decisions(const std::vector<OpSurvey>& survey,
+                                                     const std::vector<std::string>& decisions) {
+  std::vector<std::string> alt = decisions;
+  for (size_t i = 0; i < survey.size() && i < decisions.size(); ++i) {
+    if (!decisions[i].starts_with("blocked/")) continue;
+    const OpSurvey& sv = survey[i];
+    auto index = [&](const std::string& name) -> int64_t {
+      for (size_t c = 0; c < sv.names.size(); ++c)
+        if (sv.names[c] == name) return static_cast<int64_t>(c);
+      return -1;
+    };
+    const int64_t first = index("blocked"), picked = index(decisions[i]);
+    const size_t known = std::min(sv.ms.size(), sv.growth.size());
+    if (first < 0 || picked < 0 || static_cast<size_t>(std::max(first, picked)) >= known) continue;
+    if (!std::isfinite(sv.ms[first]) || sv.growth[first] > sv.growth[picked]) continue;
+    alt[i] = "blocked";
+  }
+  return alt;
+}
+
 std::shared_ptr<Storage> build_engine(const EngineGraph& graph, const BuildOptions& options) {
   if (!options.time_tactics) {  // untimed: the first candidate that works and fits, in graph order
     EngineBuilder b(graph, options);
@@ -1507,9 +1585,46 @@ std::shared_ptr<Storage> build_engine(const EngineGraph& graph, const BuildOptio
     budget = pass1.growth_budget();
   }
   const std::vector<std::string> decisions = allocate_weight_growth(survey, budget);
-  EngineBuilder pass2(graph, options);
-  pass2.follow(&survey, &decisions);
-  return pass2.build();
+  // Pass 2 emits the decisions. Its progress lines wait until the whole-engine check below
+  // has chosen which build they describe.
+  auto build_with = [&](const std::vector<std::string>& d, const std::vector<std::string>* notes,
+                        std::vector<std::string>* lines) {
+    BuildOptions o = options;
+    o.progress = [lines](const std::string& line) { lines->push_back(line); };
+    EngineBuilder b(graph, o);
+    b.follow(&survey, &d, notes);
+    return b.build();
+  };
+  std::vector<std::string> lines;
+  std::shared_ptr<Storage> bytes = build_with(decisions, nullptr, &lines);
+  const std::vector<std::string> alt = consistent_layout_decisions(survey, decisions);
+  if (alt != decisions && !has_dynamic_dims(graph)) {
+    std::vector<std::string> alt_lines, notes(alt.size());
+    for (size_t i = 0; i < alt.size(); ++i)
+      if (alt[i] != decisions[i]) notes[i] = cat("whole-engine check: oneDNN's first choice instead of ", decisions[i]);
+    std::shared_ptr<Storage> alt_bytes;
+    try {
+      alt_bytes = build_with(alt, &notes, &alt_lines);
+    } catch (const Error& e) {
+      log_debug(graph.name, ": whole-engine check: the alternative build failed (", e.what(), "); kept the decisions");
+    }
+    if (alt_bytes) {
+      const auto [ms, alt_ms] = time_engines(graph, bytes, alt_bytes, options);
+      const bool take = alt_ms < ms;
+      size_t changed = 0;
+      for (size_t i = 0; i < alt.size(); ++i) changed += alt[i] != decisions[i];
+      const std::string msg =
+          cat(graph.name, ": whole-engine check: as decided per op ", ms, " ms; with oneDNN's first choice for the ",
+              changed, " convolution", changed == 1 ? "" : "s", " decided on another of its implementations ", alt_ms,
+              " ms: kept ", take ? "oneDNN's first choices" : "the per-op decisions");
+      if (take) bytes = std::move(alt_bytes), lines = std::move(alt_lines);
+      lines.push_back(msg);
+    }
+  }
+  for (const std::string& line : lines) {
+    if (options.progress) options.progress(line);
+  }
+  return bytes;
 }
 
 bool supports(const FusedOp& op, const std::vector<EngineValue>& values, std::string* reason) {

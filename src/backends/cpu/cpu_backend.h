@@ -161,6 +161,17 @@ std::vector<double> collapse_ties(const std::vector<double>& ms, double tie_frac
 // to the multiple-choice knapsack; exact enough for budgets spent on a few dozen ops.
 std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>& survey, int64_t budget);
 
+// The layout-consistent alternative to a timed build's decisions: every convolution decided
+// on one of oneDNN's other implementations ("blocked/<impl>") gets oneDNN's first choice
+// ("blocked") instead, where that was a working candidate storing no more bytes. Per-op
+// timing is greedy (each op timed after the picks before it, its input reorders included),
+// so a near tie early on -- e.g. ResNet's stem on jit:avx512_core's nChw16c instead of
+// brgconv's nhwc -- can keep a whole stage on a layout the next stage reorders away, while
+// oneDNN's first choices agree on one layout. build_engine builds both, times the two
+// engines whole and keeps the faster (static engines only).
+std::vector<std::string> consistent_layout_decisions(const std::vector<TacticSurvey>& survey,
+                                                     const std::vector<std::string>& decisions);
+
 // Whether the CPU backend can put `op` (a normalized op name + dtypes) into an engine;
 // the compiler's partitioner asks this. `reason` receives why not.
 bool supports(const FusedOp& op, const std::vector<EngineValue>& values, std::string* reason = nullptr);
