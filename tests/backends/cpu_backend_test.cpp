@@ -2,6 +2,7 @@
 // op kernels (which are themselves tested against PyTorch's outputs in tests/ops).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -989,6 +990,68 @@ TEST(CpuBackendTactics, ConsistentLayoutAlternative) {
                                          "blocked/jit:avx2", "onednn", "blocked/jit:sse41"};
   EXPECT_EQ(consistent_layout_decisions(survey, decisions), want);
   EXPECT_EQ(consistent_layout_decisions(survey, {"blocked"}), std::vector<std::string>{"blocked"});  // fewer decisions
+}
+
+// The whole-engine check, steered: the first of two chained convolutions is decided on
+// another of oneDNN's implementations, so the check builds the alternative (oneDNN's first
+// choice there), times both engines and keeps one; the progress lines are the kept build's,
+// one per op, and the engine computes the same convolutions either way.
+TEST(CpuBackendTactics, WholeEngineCheckKeepsOneOfTwoBuilds) {
+  GraphMaker m;
+  m.g.name = "check";
+  int x = m.value("x", {1, 16, 10, 10});
+  int a = m.value("a", {1, 16, 10, 10});
+  int b = m.value("b", {1, 16, 10, 10});
+  const Tensor wa = random_tensor({16, 16, 3, 3}, 301, -0.2f, 0.2f), ba = random_tensor({16}, 302);
+  const Tensor wb = random_tensor({16, 16, 3, 3}, 303, -0.2f, 0.2f), bb = random_tensor({16}, 304);
+  FusedOp& ca = m.op("conv2d", {x}, {a}, "conv_a");
+  ca.constants = {wa, ba};
+  ca.attrs = {{"stride", {1, 1}}, {"padding", {1, 1}}};
+  ca.post_ops = {elt("relu")};
+  FusedOp& cb = m.op("conv2d", {a}, {b}, "conv_b");
+  cb.constants = {wb, bb};
+  cb.attrs = {{"stride", {1, 1}}, {"padding", {1, 1}}};
+  m.g.inputs = {x};
+  m.g.outputs = {b};
+  std::vector<std::string> progress;
+  BuildOptions o = quick_timed_build(&progress);
+  const TacticSurveyResult r = survey_tactics(m.g, o);
+  ASSERT_EQ(r.survey.size(), 2u);
+  std::vector<std::string> decisions = allocate_weight_growth(r.survey, r.budget);
+  const std::vector<std::string>& names = r.survey[0].names;
+  std::string other;
+  for (const std::string& n : names)
+    if (n.starts_with("blocked/")) other = n;
+  if (other.empty() || std::find(names.begin(), names.end(), "blocked") == names.end())
+    GTEST_SKIP() << "this host's oneDNN offers one implementation for the convolution";
+  decisions[0] = other;
+  ASSERT_NE(consistent_layout_decisions(r.survey, decisions), decisions);
+  progress.clear();
+  auto bytes = build_decided(m.g, o, r.survey, decisions);
+  ASSERT_FALSE(progress.empty());
+  const std::string& check = progress.back();
+  ASSERT_NE(check.find("check: whole-engine check: as decided per op "), std::string::npos) << check;
+  const bool alt = check.find("kept oneDNN's first choices") != std::string::npos;
+  EXPECT_TRUE(alt || check.find("kept the per-op decisions") != std::string::npos) << check;
+  for (const char* name : {"conv_a", "conv_b"}) {
+    size_t lines = 0;
+    for (const std::string& line : progress) lines += line.find(std::string(" ") + name + ": ") != std::string::npos;
+    EXPECT_EQ(lines, 1u) << name;
+  }
+  std::string conv_a_line;
+  for (const std::string& line : progress)
+    if (line.find(" conv_a: ") != std::string::npos) conv_a_line = line;
+  EXPECT_EQ(conv_a_line.find("whole-engine check: oneDNN's first choice instead of " + other) != std::string::npos, alt)
+      << conv_a_line;
+  Json steps;
+  for (const Json& st : plan_steps(bytes))
+    if (st["kind"] != "reorder") steps[st["name"].get<std::string>()] = st;
+  EXPECT_EQ(steps["conv_a"]["tactic"], alt ? "blocked" : other) << steps.dump();
+  const Tensor in = random_tensor({1, 16, 10, 10}, 305);
+  auto out = Engine::load(bytes, "check.engine")->run({in});
+  ASSERT_EQ(out.size(), 1u);
+  expect_close(out[0], ref_conv(ref_unary("relu", ref_conv(in, wa, &ba, {1, 1}, {1, 1})), wb, &bb, {1, 1}, {1, 1}),
+               2e-4);
 }
 
 // Ops that share a decision weigh as their number in the budget, and get the same tactic.

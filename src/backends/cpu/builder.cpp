@@ -1568,6 +1568,15 @@ std::vector<std::string> consistent_layout_decisions(const std::vector<OpSurvey>
   return alt;
 }
 
+TacticSurveyResult survey_tactics(const EngineGraph& graph, const BuildOptions& options) {
+  TacticSurveyResult r;
+  EngineBuilder pass1(graph, options);
+  pass1.survey_into(&r.survey);
+  pass1.build();
+  r.budget = pass1.growth_budget();
+  return r;
+}
+
 std::shared_ptr<Storage> build_engine(const EngineGraph& graph, const BuildOptions& options) {
   if (!options.time_tactics) {  // untimed: the first candidate that works and fits, in graph order
     EngineBuilder b(graph, options);
@@ -1576,15 +1585,13 @@ std::shared_ptr<Storage> build_engine(const EngineGraph& graph, const BuildOptio
   // Timed: pass 1 times every candidate of every op (each after the fastest picks before
   // it), the budget is then allocated over the whole graph, and pass 2 emits those
   // decisions without timing again.
-  std::vector<OpSurvey> survey;
-  int64_t budget = 0;
-  {
-    EngineBuilder pass1(graph, options);
-    pass1.survey_into(&survey);
-    pass1.build();
-    budget = pass1.growth_budget();
-  }
-  const std::vector<std::string> decisions = allocate_weight_growth(survey, budget);
+  const TacticSurveyResult r = survey_tactics(graph, options);
+  return build_decided(graph, options, r.survey, allocate_weight_growth(r.survey, r.budget));
+}
+
+std::shared_ptr<Storage> build_decided(const EngineGraph& graph, const BuildOptions& options,
+                                       const std::vector<TacticSurvey>& survey,
+                                       const std::vector<std::string>& decisions) {
   // Pass 2 emits the decisions. Its progress lines wait until the whole-engine check below
   // has chosen which build they describe.
   auto build_with = [&](const std::vector<std::string>& d, const std::vector<std::string>* notes,

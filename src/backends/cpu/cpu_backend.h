@@ -161,6 +161,19 @@ std::vector<double> collapse_ties(const std::vector<double>& ms, double tie_frac
 // to the multiple-choice knapsack; exact enough for budgets spent on a few dozen ops.
 std::vector<std::string> allocate_weight_growth(const std::vector<TacticSurvey>& survey, int64_t budget);
 
+// The two halves of a timed build_engine, separately (tests use them to steer the decisions):
+// pass 1, which times every candidate of every op and reports what it found, with the
+// weight growth budget in bytes; and pass 2 with the whole-engine check, which emits one
+// decision per op (a name from that op's survey) and returns the engine file.
+struct TacticSurveyResult {
+  std::vector<TacticSurvey> survey;
+  int64_t budget = 0;
+};
+TacticSurveyResult survey_tactics(const EngineGraph& graph, const BuildOptions& options);
+std::shared_ptr<Storage> build_decided(const EngineGraph& graph, const BuildOptions& options,
+                                       const std::vector<TacticSurvey>& survey,
+                                       const std::vector<std::string>& decisions);
+
 // The layout-consistent alternative to a timed build's decisions: every convolution decided
 // on one of oneDNN's other implementations ("blocked/<impl>") gets oneDNN's first choice
 // ("blocked") instead, where that was a working candidate storing no more bytes. Per-op
