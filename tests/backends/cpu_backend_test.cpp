@@ -830,22 +830,24 @@ TEST(CpuBackendTactics, WeightGrowthBudgetKeepsWinogradOut) {
   EXPECT_THROW(build_engine(m.g, o), Error);
 }
 
+// One op's pass-1 findings, for the tests of what is decided from them.
+TacticSurvey survey_entry(std::vector<std::string> names, std::vector<double> ms, std::vector<int64_t> growth) {
+  TacticSurvey s;
+  s.names = std::move(names);
+  s.ms = std::move(ms);
+  s.growth = std::move(growth);
+  return s;
+}
+
 // The budget over the whole graph: a cheap early upgrade must not starve a later op whose
 // upgrade saves more time per byte (graph-order spending would pick op 0's big Winograd and
 // leave op 2 on a 10x slower kernel for want of a few padding bytes).
 TEST(CpuBackendTactics, WeightGrowthIsAllocatedOverTheWholeGraph) {
-  auto op = [](std::vector<std::string> names, std::vector<double> ms, std::vector<int64_t> growth) {
-    TacticSurvey s;
-    s.names = std::move(names);
-    s.ms = std::move(ms);
-    s.growth = std::move(growth);
-    return s;
-  };
   std::vector<TacticSurvey> survey = {
-      op({"blocked", "winograd", "winograd_compact"}, {1.0, 0.9, 0.95}, {0, 1000, 0}),
-      op({"reference"}, {0.1}, {0}),
-      op({"inner_product", "reference"}, {0.02, 0.3}, {500, 0}),
-      op({"plain", "blocked"}, {0.5, 0.07}, {0, 200}),
+      survey_entry({"blocked", "winograd", "winograd_compact"}, {1.0, 0.9, 0.95}, {0, 1000, 0}),
+      survey_entry({"reference"}, {0.1}, {0}),
+      survey_entry({"inner_product", "reference"}, {0.02, 0.3}, {500, 0}),
+      survey_entry({"plain", "blocked"}, {0.5, 0.07}, {0, 200}),
   };
   // 700 bytes: both padding upgrades (0.28 ms per 500 bytes, 0.43 per 200) beat Winograd's
   // 0.05 ms per 1000; the compact form is free and faster than blocked.
@@ -864,8 +866,8 @@ TEST(CpuBackendTactics, WeightGrowthIsAllocatedOverTheWholeGraph) {
   // Equal ratios: the larger saving goes first, whichever op comes first (op 1 has fewer
   // candidates than op 0 has indices).
   std::vector<TacticSurvey> tie = {
-      op({"a", "b", "c"}, {1.0, 0.9, 0.5}, {0, 100, 500}),
-      op({"x", "y"}, {1.0, 0.0}, {0, 1000}),
+      survey_entry({"a", "b", "c"}, {1.0, 0.9, 0.5}, {0, 100, 500}),
+      survey_entry({"x", "y"}, {1.0, 0.0}, {0, 1000}),
   };
   EXPECT_EQ(allocate_weight_growth(tie, 1000), (std::vector<std::string>{"a", "y"}));
 }
@@ -966,22 +968,15 @@ TEST(CpuBackendTactics, SameSignatureOpsShareOneDecision) {
 // implementations ("blocked/<impl>") take oneDNN's first choice ("blocked") where it worked
 // and stores no more; other decisions stay.
 TEST(CpuBackendTactics, ConsistentLayoutAlternative) {
-  auto op = [](std::vector<std::string> names, std::vector<double> ms, std::vector<int64_t> growth) {
-    TacticSurvey s;
-    s.names = std::move(names);
-    s.ms = std::move(ms);
-    s.growth = std::move(growth);
-    return s;
-  };
   const double inf = std::numeric_limits<double>::infinity();
   const std::vector<TacticSurvey> survey = {
-      op({"blocked", "blocked/jit:avx512_core", "winograd"}, {1.0, 0.99, 0.8}, {0, 0, 100}),  // 0: flips
-      op({"blocked", "blocked/jit:avx512_core", "winograd"}, {1.0, 0.99, 0.8}, {0, 0, 100}),  // 1: winograd stays
-      op({"blocked", "blocked/jit:avx2"}, {1.0, 0.9}, {64, 0}),                          // 2: blocked stores more
-      op({"blocked", "blocked/jit:avx2"}, {inf, 0.9}, {0, 0}),                           // 3: blocked did not time
-      op({"blocked/jit:avx2", "plain"}, {0.9, 1.0}, {0, 0}),                             // 4: no blocked candidate
-      op({"onednn", "reference"}, {0.1, 1.0}, {0, 0}),                                   // 5: not a convolution
-      op({"blocked", "blocked/jit:sse41"}, {1.0}, {0}),                                  // 6: malformed survey
+      survey_entry({"blocked", "blocked/jit:avx512_core", "winograd"}, {1.0, 0.99, 0.8}, {0, 0, 100}),  // 0: flips
+      survey_entry({"blocked", "blocked/jit:avx512_core", "winograd"}, {1.0, 0.99, 0.8}, {0, 0, 100}),  // 1: winograd stays
+      survey_entry({"blocked", "blocked/jit:avx2"}, {1.0, 0.9}, {64, 0}),                          // 2: blocked stores more
+      survey_entry({"blocked", "blocked/jit:avx2"}, {inf, 0.9}, {0, 0}),                           // 3: blocked did not time
+      survey_entry({"blocked/jit:avx2", "plain"}, {0.9, 1.0}, {0, 0}),                             // 4: no blocked candidate
+      survey_entry({"onednn", "reference"}, {0.1, 1.0}, {0, 0}),                                   // 5: not a convolution
+      survey_entry({"blocked", "blocked/jit:sse41"}, {1.0}, {0}),                                  // 6: malformed survey
   };
   const std::vector<std::string> decisions = {"blocked/jit:avx512_core", "winograd", "blocked/jit:avx2",
                                               "blocked/jit:avx2", "blocked/jit:avx2", "onednn",
