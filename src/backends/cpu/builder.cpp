@@ -36,6 +36,15 @@ namespace {
 constexpr double kMinTimedMs = 10.0;
 constexpr double kHopelessFactor = 3.0;
 
+// Data to time kernels on: zeros, and uniform floats in [-1, 1) where the dtype is float32.
+void fill_timing_data(void* data, int64_t bytes, DType dtype, std::mt19937& rng) {
+  std::memset(data, 0, static_cast<size_t>(bytes));
+  if (dtype != DType::kFloat32) return;
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  float* f = static_cast<float*>(data);
+  for (int64_t i = 0; i < bytes / 4; ++i) f[i] = dist(rng);
+}
+
 // Restores the calling thread's OpenMP thread count on scope exit.
 class ScopedThreads {
  public:
@@ -319,7 +328,6 @@ class EngineBuilder {
     RunState st;
     st.ptr.assign(plan_.values.size(), nullptr);
     std::mt19937 rng(1234);
-    std::uniform_real_distribution<float> dist(-1.f, 1.f);
     size_t scratch = 0;
     for (size_t k = first; k < plan_.steps.size(); ++k) {
       scratch = std::max(scratch, execs[k - first]->scratch_bytes);
@@ -333,11 +341,7 @@ class EngineBuilder {
         const PlanValue& pv = plan_.values[v];
         int64_t bytes = value_bytes(pv, pv.dims, pv.desc);
         auto buf = Storage::allocate(std::max<int64_t>(bytes, 1));
-        std::memset(buf->data(), 0, bytes);
-        if (pv.dtype == DType::kFloat32) {
-          float* f = reinterpret_cast<float*>(buf->data());
-          for (int64_t i = 0; i < bytes / 4; ++i) f[i] = dist(rng);
-        }
+        fill_timing_data(buf->data(), bytes, pv.dtype, rng);
         st.ptr[v] = buf->data();
         buffers.push_back(std::move(buf));
       }
@@ -1512,15 +1516,10 @@ std::pair<double, double> time_engines(const EngineGraph& g, const std::shared_p
                                        const std::shared_ptr<Storage>& b, const BuildOptions& o) {
   std::vector<Tensor> inputs;
   std::mt19937 rng(4321);
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
   for (int v : g.inputs) {
     const EngineValue& ev = g.values.at(v);
     Tensor t = Tensor::empty(ev.dims, ev.dtype);
-    std::memset(t.raw_data(), 0, static_cast<size_t>(t.nbytes()));
-    if (ev.dtype == DType::kFloat32) {
-      float* f = t.data<float>();
-      for (int64_t i = 0; i < t.numel(); ++i) f[i] = dist(rng);
-    }
+    fill_timing_data(t.raw_data(), static_cast<int64_t>(t.nbytes()), ev.dtype, rng);
     inputs.push_back(std::move(t));
   }
   const std::shared_ptr<const Engine> engines[2] = {Engine::load(a, g.name), Engine::load(b, g.name)};
@@ -1607,8 +1606,12 @@ std::shared_ptr<Storage> build_decided(const EngineGraph& graph, const BuildOpti
   const std::vector<std::string> alt = consistent_layout_decisions(survey, decisions);
   if (alt != decisions && !has_dynamic_dims(graph)) {
     std::vector<std::string> alt_lines, notes(alt.size());
+    size_t changed = 0;
     for (size_t i = 0; i < alt.size(); ++i)
-      if (alt[i] != decisions[i]) notes[i] = cat("whole-engine check: oneDNN's first choice instead of ", decisions[i]);
+      if (alt[i] != decisions[i]) {
+        notes[i] = cat("whole-engine check: oneDNN's first choice instead of ", decisions[i]);
+        ++changed;
+      }
     // The check only ever chooses between two working engines: when the alternative cannot
     // be built, loaded or run, the per-op decisions stand.
     std::shared_ptr<Storage> alt_bytes;
@@ -1623,8 +1626,6 @@ std::shared_ptr<Storage> build_decided(const EngineGraph& graph, const BuildOpti
     if (alt_bytes) {
       const auto [ms, alt_ms] = times;
       const bool take = alt_ms < ms;
-      size_t changed = 0;
-      for (size_t i = 0; i < alt.size(); ++i) changed += alt[i] != decisions[i];
       const std::string msg =
           cat(graph.name, ": whole-engine check: as decided per op ", ms, " ms; with oneDNN's first choice for the ",
               changed, " convolution", changed == 1 ? "" : "s", " decided on another of its implementations ", alt_ms,
