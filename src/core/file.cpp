@@ -53,7 +53,8 @@ std::shared_ptr<Storage> map_file_readonly(const std::string& path) {
   // from disk through this mapping, the kernel then reads it in 2 MiB folios, each mapped by
   // one page-table entry, and every later mapping of the file (this process's or the next
   // one's) faults it in 2 MiB at a time instead of 4 KiB at a time. Pages already cached stay
-  // as they are. A request only: hosts without THP for files refuse it and nothing changes.
+  // as they are. A request only: where the kernel or the file system has no large folios
+  // for files, nothing changes.
   if (mapping->size >= kHugePageBytes) madvise(addr, mapping->size, MADV_HUGEPAGE);
   return Storage::borrow(addr, mapping->size, mapping);
 }
