@@ -987,29 +987,65 @@ TEST(CpuBackendTactics, ConsistentLayoutAlternative) {
                                          "blocked/jit:avx2", "onednn", "blocked/jit:sse41"};
   EXPECT_EQ(consistent_layout_decisions(survey, decisions), want);
   EXPECT_EQ(consistent_layout_decisions(survey, {"blocked"}), std::vector<std::string>{"blocked"});  // fewer decisions
+  // The second alternative also moves Winograd decisions to oneDNN's first choice, on the
+  // same conditions (a working "blocked" candidate storing no more).
+  const std::vector<TacticSurvey> wsurvey = {
+      survey_entry({"blocked", "winograd", "winograd_compact"}, {1.0, 0.8, 0.85}, {0, 100, 0}),  // flips
+      survey_entry({"blocked", "winograd", "winograd_compact"}, {1.0, 0.8, 0.85}, {0, 100, 0}),  // compact flips
+      survey_entry({"blocked", "winograd"}, {inf, 0.8}, {0, 100}),                               // blocked did not time
+      survey_entry({"plain", "winograd"}, {1.0, 0.8}, {0, 100}),                                 // no blocked candidate
+  };
+  const std::vector<std::string> wdecisions = {"winograd", "winograd_compact", "winograd", "winograd"};
+  EXPECT_EQ(consistent_layout_decisions(wsurvey, wdecisions), wdecisions);
+  EXPECT_EQ(consistent_layout_decisions(wsurvey, wdecisions, true),
+            (std::vector<std::string>{"blocked", "blocked", "winograd", "winograd"}));
+  std::vector<std::string> both = want;
+  both[1] = "blocked";  // decision 1 ("winograd") flips too
+  EXPECT_EQ(consistent_layout_decisions(survey, decisions, true), both);
 }
 
 // The whole-engine check, steered: the first of two chained convolutions is decided on
 // another of oneDNN's implementations, so the check builds the alternative (oneDNN's first
 // choice there), times both engines and keeps one; the progress lines are the kept build's,
 // one per op, and the engine computes the same convolutions either way.
-TEST(CpuBackendTactics, WholeEngineCheckKeepsOneOfTwoBuilds) {
+// Two chained 3x3 convolutions, 16 channels at 10x10 (conv_a with a ReLU), for the
+// whole-engine check's tests; `reference` computes the graph's output.
+struct TwoConvs {
   GraphMaker m;
-  m.g.name = "check";
-  int x = m.value("x", {1, 16, 10, 10});
-  int a = m.value("a", {1, 16, 10, 10});
-  int b = m.value("b", {1, 16, 10, 10});
-  const Tensor wa = random_tensor({16, 16, 3, 3}, 301, -0.2f, 0.2f), ba = random_tensor({16}, 302);
-  const Tensor wb = random_tensor({16, 16, 3, 3}, 303, -0.2f, 0.2f), bb = random_tensor({16}, 304);
-  FusedOp& ca = m.op("conv2d", {x}, {a}, "conv_a");
-  ca.constants = {wa, ba};
-  ca.attrs = {{"stride", {1, 1}}, {"padding", {1, 1}}};
-  ca.post_ops = {elt("relu")};
-  FusedOp& cb = m.op("conv2d", {a}, {b}, "conv_b");
-  cb.constants = {wb, bb};
-  cb.attrs = {{"stride", {1, 1}}, {"padding", {1, 1}}};
-  m.g.inputs = {x};
-  m.g.outputs = {b};
+  Tensor wa, ba, wb, bb;
+  TwoConvs() {
+    m.g.name = "check";
+    int x = m.value("x", {1, 16, 10, 10});
+    int a = m.value("a", {1, 16, 10, 10});
+    int b = m.value("b", {1, 16, 10, 10});
+    wa = random_tensor({16, 16, 3, 3}, 301, -0.2f, 0.2f), ba = random_tensor({16}, 302);
+    wb = random_tensor({16, 16, 3, 3}, 303, -0.2f, 0.2f), bb = random_tensor({16}, 304);
+    FusedOp& ca = m.op("conv2d", {x}, {a}, "conv_a");
+    ca.constants = {wa, ba};
+    ca.attrs = {{"stride", {1, 1}}, {"padding", {1, 1}}};
+    ca.post_ops = {elt("relu")};
+    FusedOp& cb = m.op("conv2d", {a}, {b}, "conv_b");
+    cb.constants = {wb, bb};
+    cb.attrs = {{"stride", {1, 1}}, {"padding", {1, 1}}};
+    m.g.inputs = {x};
+    m.g.outputs = {b};
+  }
+  Tensor reference(const Tensor& in) const {
+    return ref_conv(ref_unary("relu", ref_conv(in, wa, &ba, {1, 1}, {1, 1})), wb, &bb, {1, 1}, {1, 1});
+  }
+};
+
+// The line of progress naming op `name` ("" if none).
+std::string op_line(const std::vector<std::string>& progress, const std::string& name) {
+  std::string found;
+  for (const std::string& line : progress)
+    if (line.find(" " + name + ": ") != std::string::npos) found = line;
+  return found;
+}
+
+TEST(CpuBackendTactics, WholeEngineCheckKeepsOneOfTwoBuilds) {
+  TwoConvs t;
+  GraphMaker& m = t.m;
   std::vector<std::string> progress;
   BuildOptions o = quick_timed_build(&progress);
   const TacticSurveyResult r = survey_tactics(m.g, o);
@@ -1035,9 +1071,7 @@ TEST(CpuBackendTactics, WholeEngineCheckKeepsOneOfTwoBuilds) {
     for (const std::string& line : progress) lines += line.find(std::string(" ") + name + ": ") != std::string::npos;
     EXPECT_EQ(lines, 1u) << name;
   }
-  std::string conv_a_line;
-  for (const std::string& line : progress)
-    if (line.find(" conv_a: ") != std::string::npos) conv_a_line = line;
+  const std::string conv_a_line = op_line(progress, "conv_a");
   EXPECT_EQ(conv_a_line.find("whole-engine check: oneDNN's first choice instead of " + other) != std::string::npos, alt)
       << conv_a_line;
   Json steps;
@@ -1047,8 +1081,58 @@ TEST(CpuBackendTactics, WholeEngineCheckKeepsOneOfTwoBuilds) {
   const Tensor in = random_tensor({1, 16, 10, 10}, 305);
   auto out = Engine::load(bytes, "check.engine")->run({in});
   ASSERT_EQ(out.size(), 1u);
-  expect_close(out[0], ref_conv(ref_unary("relu", ref_conv(in, wa, &ba, {1, 1}, {1, 1})), wb, &bb, {1, 1}, {1, 1}),
-               2e-4);
+  expect_close(out[0], t.reference(in), 2e-4);
+}
+
+// With a Winograd decision as well, the check builds a second alternative that also gives
+// that convolution oneDNN's first choice, times the three engines and keeps one: its line
+// names both alternatives, the progress lines and the plan are the kept build's.
+TEST(CpuBackendTactics, WholeEngineCheckWeighsWinogradToo) {
+  TwoConvs t;
+  std::vector<std::string> progress;
+  BuildOptions o = quick_timed_build(&progress);
+  const TacticSurveyResult r = survey_tactics(t.m.g, o);
+  ASSERT_EQ(r.survey.size(), 2u);
+  std::vector<std::string> decisions = allocate_weight_growth(r.survey, r.budget);
+  auto has = [](const std::vector<std::string>& names, const std::string& n) {
+    return std::find(names.begin(), names.end(), n) != names.end();
+  };
+  std::string other;
+  for (const std::string& n : r.survey[0].names)
+    if (n.starts_with("blocked/")) other = n;
+  if (other.empty() || !has(r.survey[0].names, "blocked") || !has(r.survey[1].names, "winograd_compact") ||
+      !has(r.survey[1].names, "blocked"))
+    GTEST_SKIP() << "this host offers no Winograd or no second oneDNN implementation for these convolutions";
+  decisions[0] = other;
+  decisions[1] = "winograd_compact";  // stores no more than the direct kernel
+  ASSERT_NE(consistent_layout_decisions(r.survey, decisions, true), consistent_layout_decisions(r.survey, decisions));
+  progress.clear();
+  auto bytes = build_decided(t.m.g, o, r.survey, decisions);
+  ASSERT_FALSE(progress.empty());
+  const std::string& check = progress.back();
+  ASSERT_NE(check.find("decided on another of its implementations "), std::string::npos) << check;
+  ASSERT_NE(check.find("decided on another implementation (Winograd included) "), std::string::npos) << check;
+  const bool all = check.find("kept oneDNN's first choices, Winograd included") != std::string::npos;
+  const bool alt = !all && check.find("kept oneDNN's first choices") != std::string::npos;
+  EXPECT_TRUE(all || alt || check.find("kept the per-op decisions") != std::string::npos) << check;
+  for (const char* name : {"conv_a", "conv_b"}) {
+    size_t lines = 0;
+    for (const std::string& line : progress) lines += line.find(std::string(" ") + name + ": ") != std::string::npos;
+    EXPECT_EQ(lines, 1u) << name;
+  }
+  EXPECT_EQ(op_line(progress, "conv_b").find("instead of winograd_compact") != std::string::npos, all)
+      << op_line(progress, "conv_b");
+  EXPECT_EQ(op_line(progress, "conv_a").find("instead of " + other) != std::string::npos, all || alt)
+      << op_line(progress, "conv_a");
+  Json steps;
+  for (const Json& st : plan_steps(bytes))
+    if (st["kind"] != "reorder") steps[st["name"].get<std::string>()] = st;
+  EXPECT_EQ(steps["conv_a"]["tactic"], all || alt ? "blocked" : other) << steps.dump();
+  EXPECT_EQ(steps["conv_b"]["tactic"], all ? "blocked" : "winograd_compact") << steps.dump();
+  const Tensor in = random_tensor({1, 16, 10, 10}, 306);
+  auto out = Engine::load(bytes, "check.engine")->run({in});
+  ASSERT_EQ(out.size(), 1u);
+  expect_close(out[0], t.reference(in), 2e-4);
 }
 
 // Ops that share a decision weigh as their number in the budget, and get the same tactic.
@@ -1317,7 +1401,9 @@ TEST(CpuBackendTactics, TimedRoundsPickTheFastestMinimum) {
     const size_t note = line.find("(whole-engine check: oneDNN's first choice instead of ");
     if (note != std::string::npos) {
       EXPECT_EQ(picked, "blocked") << line;
-      EXPECT_NE(line.find("instead of blocked/", note), std::string::npos) << line;
+      EXPECT_TRUE(line.find("instead of blocked/", note) != std::string::npos ||
+                  line.find("instead of winograd", note) != std::string::npos)
+          << line;
       EXPECT_NE(progress.back().find("kept oneDNN's first choices"), std::string::npos) << progress.back();
       continue;
     }

@@ -1509,11 +1509,11 @@ bool has_dynamic_dims(const EngineGraph& g) {
   return false;
 }
 
-// Median run time (ms) of two engines of the same graph, loaded like any engine and run on
-// the same random inputs, interleaved over BuildOptions::timing_rounds rounds; each keeps its
-// fastest round.
-std::pair<double, double> time_engines(const EngineGraph& g, const std::shared_ptr<Storage>& a,
-                                       const std::shared_ptr<Storage>& b, const BuildOptions& o) {
+// Median run time (ms) of each of several engines of the same graph, loaded like any engine
+// and run on the same random inputs, interleaved over BuildOptions::timing_rounds rounds (the
+// order rotating each round); each keeps its fastest round.
+std::vector<double> time_engines(const EngineGraph& g, const std::vector<std::shared_ptr<Storage>>& files,
+                                 const BuildOptions& o) {
   std::vector<Tensor> inputs;
   std::mt19937 rng(4321);
   for (int v : g.inputs) {
@@ -1522,16 +1522,18 @@ std::pair<double, double> time_engines(const EngineGraph& g, const std::shared_p
     fill_timing_data(t.raw_data(), static_cast<int64_t>(t.nbytes()), ev.dtype, rng);
     inputs.push_back(std::move(t));
   }
-  const std::shared_ptr<const Engine> engines[2] = {Engine::load(a, g.name), Engine::load(b, g.name)};
+  std::vector<std::shared_ptr<const Engine>> engines;
+  for (const auto& f : files) engines.push_back(Engine::load(f, g.name));
   RunOptions ro;
   ro.threads = o.threads;
-  double best[2] = {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity()};
+  const size_t n = engines.size();
+  std::vector<double> best(n, std::numeric_limits<double>::infinity());
   for (const auto& e : engines)
     for (int i = 0; i < 2; ++i) e->run(inputs, ro);  // warm-up: first-touch of buffers and weights
   const int runs = std::max(3, o.timing_iterations * 2);
   for (int round = 0; round < std::max(1, o.timing_rounds); ++round) {
-    for (int k = 0; k < 2; ++k) {
-      const int which = (k + round) % 2;
+    for (size_t k = 0; k < n; ++k) {
+      const size_t which = (k + static_cast<size_t>(round)) % n;
       std::vector<double> ms;
       for (int i = 0; i < runs; ++i) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -1542,16 +1544,16 @@ std::pair<double, double> time_engines(const EngineGraph& g, const std::shared_p
       best[which] = std::min(best[which], ms[ms.size() / 2]);
     }
   }
-  return {best[0], best[1]};
+  return best;
 }
 
 }  // namespace
 
 std::vector<std::string> consistent_layout_decisions(const std::vector<OpSurvey>& survey,
-                                                     const std::vector<std::string>& decisions) {
+                                                     const std::vector<std::string>& decisions, bool winograd_too) {
   std::vector<std::string> alt = decisions;
   for (size_t i = 0; i < survey.size() && i < decisions.size(); ++i) {
-    if (!decisions[i].starts_with("blocked/")) continue;
+    if (!decisions[i].starts_with("blocked/") && !(winograd_too && decisions[i].starts_with("winograd"))) continue;
     const OpSurvey& sv = survey[i];
     auto index = [&](const std::string& name) -> int64_t {
       for (size_t c = 0; c < sv.names.size(); ++c)
@@ -1603,34 +1605,66 @@ std::shared_ptr<Storage> build_decided(const EngineGraph& graph, const BuildOpti
   };
   std::vector<std::string> lines;
   std::shared_ptr<Storage> bytes = build_with(decisions, nullptr, &lines);
-  const std::vector<std::string> alt = consistent_layout_decisions(survey, decisions);
-  if (alt != decisions && !has_dynamic_dims(graph)) {
-    std::vector<std::string> alt_lines, notes(alt.size());
+  // Up to two alternatives: oneDNN's first choice for the convolutions decided on another of
+  // its implementations, then also for those decided on Ember's Winograd kernels (whose
+  // blocked layout costs reorders around them that their own timing did not see).
+  struct Alternative {
+    std::vector<std::string> decisions;
     size_t changed = 0;
-    for (size_t i = 0; i < alt.size(); ++i)
-      if (alt[i] != decisions[i]) {
-        notes[i] = cat("whole-engine check: oneDNN's first choice instead of ", decisions[i]);
-        ++changed;
-      }
-    // The check only ever chooses between two working engines: when the alternative cannot
-    // be built, loaded or run, the per-op decisions stand.
-    std::shared_ptr<Storage> alt_bytes;
-    std::pair<double, double> times;
-    try {
-      alt_bytes = build_with(alt, &notes, &alt_lines);
-      times = time_engines(graph, bytes, alt_bytes, options);
-    } catch (const std::exception& e) {
-      alt_bytes = nullptr;
-      log_warning(graph.name, ": whole-engine check skipped (building or timing the two engines failed): ", e.what());
+    std::shared_ptr<Storage> bytes;
+    std::vector<std::string> lines;
+  };
+  std::vector<Alternative> alts;
+  if (!has_dynamic_dims(graph)) {
+    for (bool winograd_too : {false, true}) {
+      std::vector<std::string> d = consistent_layout_decisions(survey, decisions, winograd_too);
+      if (d == decisions || (!alts.empty() && d == alts.back().decisions)) continue;
+      alts.push_back({std::move(d), 0, nullptr, {}});
     }
-    if (alt_bytes) {
-      const auto [ms, alt_ms] = times;
-      const bool take = alt_ms < ms;
-      const std::string msg =
-          cat(graph.name, ": whole-engine check: as decided per op ", ms, " ms; with oneDNN's first choice for the ",
-              changed, " convolution", changed == 1 ? "" : "s", " decided on another of its implementations ", alt_ms,
-              " ms: kept ", take ? "oneDNN's first choices" : "the per-op decisions");
-      if (take) bytes = std::move(alt_bytes), lines = std::move(alt_lines);
+  }
+  if (!alts.empty()) {
+    // The check only ever chooses among working engines: when an alternative cannot be
+    // built, loaded or run, the per-op decisions stand.
+    std::vector<double> times;
+    try {
+      std::vector<std::shared_ptr<Storage>> files = {bytes};
+      for (Alternative& a : alts) {
+        std::vector<std::string> notes(a.decisions.size());
+        for (size_t i = 0; i < a.decisions.size(); ++i)
+          if (a.decisions[i] != decisions[i]) {
+            notes[i] = cat("whole-engine check: oneDNN's first choice instead of ", decisions[i]);
+            ++a.changed;
+          }
+        a.bytes = build_with(a.decisions, &notes, &a.lines);
+        files.push_back(a.bytes);
+      }
+      times = time_engines(graph, files, options);
+    } catch (const std::exception& e) {
+      times.clear();
+      log_warning(graph.name, ": whole-engine check skipped (building or timing the engines failed): ", e.what());
+    }
+    if (!times.empty()) {
+      size_t best = 0;
+      for (size_t k = 1; k < times.size(); ++k)
+        if (times[k] < times[best]) best = k;
+      std::string msg = cat(graph.name, ": whole-engine check: as decided per op ", times[0], " ms");
+      for (size_t k = 0; k < alts.size(); ++k) {
+        const size_t n = alts[k].changed;
+        const bool winograd = k > 0 || alts[k].decisions != consistent_layout_decisions(survey, decisions, false);
+        msg += cat("; with oneDNN's first choice for the ", n, " convolution", n == 1 ? "" : "s", " decided on ",
+                   winograd ? "another implementation (Winograd included)" : "another of its implementations", " ",
+                   times[k + 1], " ms");
+      }
+      msg += ": kept ";
+      if (best == 0) {
+        msg += "the per-op decisions";
+      } else {
+        Alternative& a = alts[best - 1];
+        const bool winograd = a.decisions != consistent_layout_decisions(survey, decisions, false);
+        msg += winograd ? "oneDNN's first choices, Winograd included" : "oneDNN's first choices";
+        bytes = std::move(a.bytes);
+        lines = std::move(a.lines);
+      }
       lines.push_back(msg);
     }
   }
