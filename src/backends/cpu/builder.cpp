@@ -1610,6 +1610,7 @@ std::shared_ptr<Storage> build_decided(const EngineGraph& graph, const BuildOpti
   // blocked layout costs reorders around them that their own timing did not see).
   struct Alternative {
     std::vector<std::string> decisions;
+    bool winograd = false;  // Winograd decisions moved too
     size_t changed = 0;
     std::shared_ptr<Storage> bytes;
     std::vector<std::string> lines;
@@ -1619,7 +1620,7 @@ std::shared_ptr<Storage> build_decided(const EngineGraph& graph, const BuildOpti
     for (bool winograd_too : {false, true}) {
       std::vector<std::string> d = consistent_layout_decisions(survey, decisions, winograd_too);
       if (d == decisions || (!alts.empty() && d == alts.back().decisions)) continue;
-      alts.push_back({std::move(d), 0, nullptr, {}});
+      alts.push_back({std::move(d), winograd_too, 0, nullptr, {}});
     }
   }
   if (!alts.empty()) {
@@ -1650,9 +1651,9 @@ std::shared_ptr<Storage> build_decided(const EngineGraph& graph, const BuildOpti
       std::string msg = cat(graph.name, ": whole-engine check: as decided per op ", times[0], " ms");
       for (size_t k = 0; k < alts.size(); ++k) {
         const size_t n = alts[k].changed;
-        const bool winograd = k > 0 || alts[k].decisions != consistent_layout_decisions(survey, decisions, false);
         msg += cat("; with oneDNN's first choice for the ", n, " convolution", n == 1 ? "" : "s", " decided on ",
-                   winograd ? "another implementation (Winograd included)" : "another of its implementations", " ",
+                   alts[k].winograd ? "another implementation (Winograd included)" : "another of its implementations",
+                   " ",
                    times[k + 1], " ms");
       }
       msg += ": kept ";
@@ -1660,8 +1661,7 @@ std::shared_ptr<Storage> build_decided(const EngineGraph& graph, const BuildOpti
         msg += "the per-op decisions";
       } else {
         Alternative& a = alts[best - 1];
-        const bool winograd = a.decisions != consistent_layout_decisions(survey, decisions, false);
-        msg += winograd ? "oneDNN's first choices, Winograd included" : "oneDNN's first choices";
+        msg += a.winograd ? "oneDNN's first choices, Winograd included" : "oneDNN's first choices";
         bytes = std::move(a.bytes);
         lines = std::move(a.lines);
       }
