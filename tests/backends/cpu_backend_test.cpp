@@ -790,6 +790,14 @@ BuildOptions quick_timed_build(std::vector<std::string>* progress) {
   return o;
 }
 
+// The line of progress naming op `name` ("" if none).
+std::string op_line(const std::vector<std::string>& progress, const std::string& name) {
+  std::string found;
+  for (const std::string& line : progress)
+    if (line.find(" " + name + ": ") != std::string::npos) found = line;
+  return found;
+}
+
 // The weight growth budget: with none, no candidate that stores more than the op's own
 // constants is kept, even when timing would pick it; forcing a tactic overrides the budget.
 TEST(CpuBackendTactics, WeightGrowthBudgetKeepsWinogradOut) {
@@ -818,9 +826,8 @@ TEST(CpuBackendTactics, WeightGrowthBudgetKeepsWinogradOut) {
   ASSERT_TRUE(timings.is_object()) << "no timed conv step";
   const std::string picked = plan_tactics(bytes)["conv"];
   const bool faster = timings.contains("winograd") && timings["winograd"].get<double>() < timings[picked].get<double>();
-  std::string line;  // the op's line (a whole-engine check may add its own line after it)
-  for (const std::string& l : progress)
-    if (l.find(" conv: ") != std::string::npos) line = l;
+  // The op's line (a whole-engine check may add its own line after it).
+  const std::string line = op_line(progress, "conv");
   EXPECT_EQ(line.find("over the weight growth budget: winograd +") != std::string::npos, faster) << line;
   o.force_tactics = {{"conv", "winograd"}};
   bytes = build_engine(m.g, o);
@@ -938,11 +945,7 @@ TEST(CpuBackendTactics, SameSignatureOpsShareOneDecision) {
   EXPECT_EQ(steps["conv_b"]["impl"], steps["conv_a"]["impl"]);
   EXPECT_EQ(steps["conv_b"]["timings"], steps["conv_a"]["timings"]) << "conv_b was timed again";
   EXPECT_NE(steps["conv_c"]["timings"], steps["conv_a"]["timings"]) << "conv_c was not timed";
-  auto line_of = [&](const std::string& name) {
-    for (const std::string& line : progress)
-      if (line.find(" " + name + ": ") != std::string::npos) return line;
-    return std::string();
-  };
+  auto line_of = [&](const std::string& name) { return op_line(progress, name); };
   EXPECT_NE(line_of("conv_b").find("same signature as conv_a, decided once"), std::string::npos) << line_of("conv_b");
   EXPECT_EQ(line_of("conv_a").find("same signature"), std::string::npos) << line_of("conv_a");
   EXPECT_EQ(line_of("conv_c").find("same signature"), std::string::npos) << line_of("conv_c");
@@ -1034,14 +1037,6 @@ struct TwoConvs {
     return ref_conv(ref_unary("relu", ref_conv(in, wa, &ba, {1, 1}, {1, 1})), wb, &bb, {1, 1}, {1, 1});
   }
 };
-
-// The line of progress naming op `name` ("" if none).
-std::string op_line(const std::vector<std::string>& progress, const std::string& name) {
-  std::string found;
-  for (const std::string& line : progress)
-    if (line.find(" " + name + ": ") != std::string::npos) found = line;
-  return found;
-}
 
 TEST(CpuBackendTactics, WholeEngineCheckKeepsOneOfTwoBuilds) {
   TwoConvs t;
@@ -1395,9 +1390,7 @@ TEST(CpuBackendTactics, TimedRoundsPickTheFastestMinimum) {
       if (fastest.empty() || it.value().get<double>() < t[fastest].get<double>()) fastest = it.key();
     const std::string picked = step["tactic"].get<std::string>();
     ASSERT_TRUE(t.contains(picked)) << step.dump();
-    std::string line;
-    for (const std::string& l : progress)
-      if (l.find(" " + step["name"].get<std::string>() + ": ") != std::string::npos) line = l;
+    const std::string line = op_line(progress, step["name"].get<std::string>());
     const size_t note = line.find("(whole-engine check: oneDNN's first choice instead of ");
     if (note != std::string::npos) {
       EXPECT_EQ(picked, "blocked") << line;
