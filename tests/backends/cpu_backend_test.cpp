@@ -1,6 +1,8 @@
 // CPU backend: engines built from hand-made EngineGraphs, compared with Ember's reference
 // op kernels (which are themselves tested against PyTorch's outputs in tests/ops).
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cmath>
@@ -1746,6 +1748,49 @@ TEST(RunBuffers, LargeBuffersAreHugePageAlignedAndWritable) {
     b.reset();
     EXPECT_EQ(copy->data()[0], 0xA5);  // still mapped while a reference is alive
   }
+}
+
+// warm_allocator populates heap that the thread's next allocations reuse: 24 MiB allocated
+// and written in 1 MiB blocks right after it take (almost) no page faults, where without it
+// they take one per fresh 4 KiB page (6144).
+TEST(WarmAllocator, LaterAllocationsReusePopulatedPages) {
+#if !defined(__GLIBC__) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "glibc's own malloc only";
+#else
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+  GTEST_SKIP() << "glibc's own malloc only";
+#endif
+#endif
+  constexpr size_t kBlock = size_t{1} << 20, kBlocks = 24;
+  long faults = -1;
+  bool warmed = false;
+  // A thread of its own: its own arena, nothing else allocating in it meanwhile.
+  std::thread t([&] {
+    warmed = warm_allocator(kBlock * kBlocks);
+    if (!warmed) return;
+    rusage before{}, after{};
+    getrusage(RUSAGE_THREAD, &before);
+    std::vector<void*> blocks;
+    for (size_t i = 0; i < kBlocks; ++i) {
+      blocks.push_back(std::malloc(kBlock - 64));
+      if (blocks.back() != nullptr) std::memset(blocks.back(), 0x5A, kBlock - 64);
+    }
+    getrusage(RUSAGE_THREAD, &after);
+    for (void* b : blocks) std::free(b);
+    faults = after.ru_minflt - before.ru_minflt;
+  });
+  t.join();
+  if (!warmed) {
+    void* probe = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(probe, MAP_FAILED);
+    const bool kernel_can = madvise(probe, 4096, MADV_POPULATE_WRITE) == 0;
+    munmap(probe, 4096);
+    if (!kernel_can) GTEST_SKIP() << "the kernel has no MADV_POPULATE_WRITE";
+    FAIL() << "warm_allocator populated nothing although the kernel supports it";
+  }
+  EXPECT_LT(faults, 64) << "page faults writing " << kBlocks << " MiB just populated";
+#endif
 }
 
 }  // namespace

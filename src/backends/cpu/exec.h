@@ -83,6 +83,8 @@ class KernelCreation {
   KernelCreation& operator=(const KernelCreation&) = delete;
 
   bool step();
+  // Whether a kernel is left for step() to create.
+  bool pending() const { return next_.load() < execs_.size(); }
   void finish();
 
  private:
@@ -107,6 +109,21 @@ void execute(const Prepared& p, const std::vector<const uint8_t*>& inputs, const
 // time, and every run takes fewer TLB misses. Smaller buffers, or a refused mapping, come from
 // Storage::allocate.
 std::shared_ptr<Storage> allocate_run_buffer(size_t nbytes);
+
+// Populates about `bytes` of the calling thread's malloc arena with one system call
+// (madvise(MADV_POPULATE_WRITE)) and frees it again, so that the allocations that follow on
+// this thread (the plan's parse, oneDNN's primitives and kernel objects) land on pages that
+// are already mapped instead of taking one page fault per fresh 4 KiB page. Where a page fault
+// is expensive (on a paravirtualized host, about 10-15 us against under 1 us per page populated
+// in bulk) that is most of what a load spends outside oneDNN's own code generation. glibc
+// only: a block above the mmap threshold is freed with munmap, but freeing it raises glibc's
+// dynamic mmap threshold to its size and the trim threshold to twice that (mallopt(3)), so a
+// second block of the same size comes from the arena and stays in it once freed. Where the
+// block still comes from mmap (a threshold fixed with mallopt), where the kernel has no
+// MADV_POPULATE_WRITE (before Linux 5.14), with another C library or in a sanitizer build
+// (which replaces malloc), nothing is populated.
+// Never changes memory contents; returns whether it populated.
+bool warm_allocator(size_t bytes) noexcept;
 
 // ISA features an oneDNN implementation name implies on this host ("jit:avx2" -> avx, avx2, fma).
 std::vector<std::string> isa_features_of_impl(const std::string& impl);
