@@ -1750,9 +1750,9 @@ TEST(RunBuffers, LargeBuffersAreHugePageAlignedAndWritable) {
   }
 }
 
-// warm_allocator populates heap that the thread's next allocations reuse: 24 MiB allocated
+// warm_allocator populates heap that the thread's next allocations reuse: 12 MiB allocated
 // and written in 1 MiB blocks right after it take (almost) no page faults, where without it
-// they take one per fresh 4 KiB page (6144).
+// they take one per fresh 4 KiB page (3072).
 TEST(WarmAllocator, LaterAllocationsReusePopulatedPages) {
 #if !defined(__GLIBC__) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "glibc's own malloc only";
@@ -1762,7 +1762,7 @@ TEST(WarmAllocator, LaterAllocationsReusePopulatedPages) {
   GTEST_SKIP() << "glibc's own malloc only";
 #endif
 #endif
-  constexpr size_t kBlock = size_t{1} << 20, kBlocks = 24;
+  constexpr size_t kBlock = size_t{1} << 20, kBlocks = 12;
   long faults = -1;
   bool warmed = false;
   // A thread of its own: its own arena, nothing else allocating in it meanwhile.

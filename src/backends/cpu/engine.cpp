@@ -43,7 +43,7 @@ constexpr size_t kWarmPerPlanByte = 12;
 constexpr size_t kWarmPerPlanByteWithKernels = 32;
 constexpr size_t kWarmPerStepHelper = size_t{24} << 10;
 constexpr size_t kWarmPerStep = size_t{48} << 10;
-constexpr size_t kMaxWarm = size_t{32} << 20;
+constexpr size_t kMaxWarm = size_t{16} << 20;
 
 size_t warm_bytes(size_t units, size_t per_unit) { return std::min(kMaxWarm, units * per_unit); }
 

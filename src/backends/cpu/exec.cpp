@@ -1,6 +1,5 @@
 #include "backends/cpu/exec.h"
 
-#include <malloc.h>
 #include <omp.h>
 #include <sys/mman.h>
 
@@ -717,8 +716,8 @@ std::shared_ptr<Storage> allocate_run_buffer(size_t nbytes) {
   return Storage::borrow(data, nbytes, std::move(owner), /*writable=*/true);
 }
 
-// glibc's malloc with mallinfo2 (2.33) and a MADV_POPULATE_WRITE to ask for; sanitizer builds
-// replace malloc, so there is nothing to warm there.
+// glibc's malloc (its dynamic mmap threshold) and a MADV_POPULATE_WRITE to ask for; sanitizer
+// builds replace malloc, so there is nothing to warm there.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define EMBER_MALLOC_REPLACED 1
 #elif defined(__has_feature)
@@ -727,30 +726,20 @@ std::shared_ptr<Storage> allocate_run_buffer(size_t nbytes) {
 #endif
 #endif
 #if defined(__GLIBC__) && defined(MADV_POPULATE_WRITE) && !defined(EMBER_MALLOC_REPLACED)
-#if __GLIBC_PREREQ(2, 33)
 #define EMBER_WARM_ALLOCATOR 1
-#endif
 #endif
 
 bool warm_allocator(size_t bytes) noexcept {
 #ifdef EMBER_WARM_ALLOCATOR
   constexpr size_t kPage = 4096;
   if (bytes < 2 * kPage) return false;
-  // mallinfo2().hblkhd: the bytes glibc holds in mmap'd blocks; it grows when this block is one.
-  // (Another thread's mmap'd allocation in between can only make this skip or waste one try.)
-  auto from_arena = [bytes](void*& p) {
-    const size_t mapped = mallinfo2().hblkhd;
-    p = std::malloc(bytes);
-    return p != nullptr && mallinfo2().hblkhd == mapped;
-  };
-  void* p = nullptr;
-  if (!from_arena(p)) {
-    std::free(p);  // an mmap'd block: freeing it raises the thresholds (nullptr: nothing to do)
-    if (!from_arena(p)) {
-      std::free(p);
-      return false;
-    }
-  }
+  // A first block above the mmap threshold comes from mmap; freeing it raises the thresholds,
+  // so the second comes from the arena. (One from the arena already is simply taken twice.)
+  // Through a volatile pointer: a compiler may drop a malloc/free pair it sees unused.
+  void* volatile first = std::malloc(bytes);
+  std::free(first);
+  void* p = std::malloc(bytes);
+  if (p == nullptr) return false;
   const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kPage - 1) & ~uintptr_t{kPage - 1};
   const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~uintptr_t{kPage - 1};
   const bool populated = madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE) == 0;

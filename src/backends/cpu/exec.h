@@ -115,14 +115,16 @@ std::shared_ptr<Storage> allocate_run_buffer(size_t nbytes);
 // this thread (the plan's parse, oneDNN's primitives and kernel objects) land on pages that
 // are already mapped instead of taking one page fault per fresh 4 KiB page. Where a page fault
 // is expensive (on a paravirtualized host, about 10-15 us against under 1 us per page populated
-// in bulk) that is most of what a load spends outside oneDNN's own code generation. glibc
+// in bulk) that is a large part of what a load spends outside oneDNN's code generation. glibc
 // only: a block above the mmap threshold is freed with munmap, but freeing it raises glibc's
 // dynamic mmap threshold to its size and the trim threshold to twice that (mallopt(3)), so a
-// second block of the same size comes from the arena and stays in it once freed. Where the
-// block still comes from mmap (a threshold fixed with mallopt), where the kernel has no
-// MADV_POPULATE_WRITE (before Linux 5.14), with another C library or in a sanitizer build
-// (which replaces malloc), nothing is populated.
-// Never changes memory contents; returns whether it populated.
+// second block of the same size comes from the arena and stays in it once freed. So the block
+// is allocated and freed once, then allocated again and populated. Where the thresholds were
+// fixed with mallopt the populated block may go back to the system (wasted work, nothing
+// else); before Linux 5.14 (no MADV_POPULATE_WRITE), with another C library or in a
+// sanitizer build (which replaces malloc) nothing is populated. Sizes up to 16 MiB stay
+// within glibc's dynamic range (32 MiB). Never changes memory contents; returns whether the
+// populate call succeeded.
 bool warm_allocator(size_t bytes) noexcept;
 
 // ISA features an oneDNN implementation name implies on this host ("jit:avx2" -> avx, avx2, fma).
