@@ -1754,14 +1754,7 @@ TEST(RunBuffers, LargeBuffersAreHugePageAlignedAndWritable) {
 // and written in 1 MiB blocks right after it take (almost) no page faults, where without it
 // they take one per fresh 4 KiB page (3072).
 TEST(WarmAllocator, LaterAllocationsReusePopulatedPages) {
-#if !defined(__GLIBC__) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "glibc's own malloc only";
-#else
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-  GTEST_SKIP() << "glibc's own malloc only";
-#endif
-#endif
+  if (!warm_allocator_built()) GTEST_SKIP() << "glibc's own malloc only (not in sanitizer builds)";
   constexpr size_t kBlock = size_t{1} << 20, kBlocks = 12;
   long faults = -1;
   bool warmed = false;
@@ -1790,7 +1783,6 @@ TEST(WarmAllocator, LaterAllocationsReusePopulatedPages) {
     FAIL() << "warm_allocator populated nothing although the kernel supports it";
   }
   EXPECT_LT(faults, 64) << "page faults writing " << kBlocks << " MiB just populated";
-#endif
 }
 
 }  // namespace

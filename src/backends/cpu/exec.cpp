@@ -729,6 +729,14 @@ std::shared_ptr<Storage> allocate_run_buffer(size_t nbytes) {
 #define EMBER_WARM_ALLOCATOR 1
 #endif
 
+bool warm_allocator_built() noexcept {
+#ifdef EMBER_WARM_ALLOCATOR
+  return true;
+#else
+  return false;
+#endif
+}
+
 bool warm_allocator(size_t bytes) noexcept {
 #ifdef EMBER_WARM_ALLOCATOR
   constexpr size_t kPage = 4096;

@@ -126,6 +126,9 @@ std::shared_ptr<Storage> allocate_run_buffer(size_t nbytes);
 // within glibc's dynamic range (32 MiB). Never changes memory contents; returns whether the
 // populate call succeeded.
 bool warm_allocator(size_t bytes) noexcept;
+// Whether this build can populate at all (glibc's malloc, not replaced by a sanitizer, and
+// MADV_POPULATE_WRITE known to the headers); the kernel may still refuse it.
+bool warm_allocator_built() noexcept;
 
 // ISA features an oneDNN implementation name implies on this host ("jit:avx2" -> avx, avx2, fma).
 std::vector<std::string> isa_features_of_impl(const std::string& impl);
