@@ -272,11 +272,9 @@ class LoadWork {
 
   // Hands the kernels to the helpers (nullptr: none to create). Call finish() next: nothing
   // between may throw, since the helpers use `kernels` until finish() has joined them.
-  // `steps`: how many kernels there are (sizes the helpers' warm_allocator).
-  void publish(KernelCreation* kernels, size_t steps) {
+  void publish(KernelCreation* kernels) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      kernel_steps_ = steps;
       kernels_.store(kernels);
       published_ = true;
     }
@@ -314,7 +312,7 @@ class LoadWork {
       KernelCreation* kernels = kernels_.load();
       if (hash_step()) continue;
       if (kernels != nullptr && !warmed && kernels->pending()) {
-        warm_allocator(warm_bytes(kernel_steps_, kWarmPerStepHelper));
+        warm_allocator(warm_bytes(kernels->size(), kWarmPerStepHelper));
         warmed = true;
       }
       if (kernels != nullptr && kernels->step()) continue;
@@ -338,7 +336,6 @@ class LoadWork {
   std::mutex mu_;
   std::condition_variable cv_;
   bool published_ = false;
-  size_t kernel_steps_ = 0;
   bool closing_ = false;
   std::exception_ptr hash_error_;
   std::vector<std::thread> helpers_;
@@ -417,7 +414,7 @@ std::shared_ptr<const Engine> Engine::load(std::shared_ptr<Storage> bytes, const
     p = engine->layout_uncached({});
     kernels.emplace(*p);
   }
-  work.publish(kernels ? &*kernels : nullptr, engine->plan().steps.size());
+  work.publish(kernels ? &*kernels : nullptr);
   work.finish();  // corruption is reported before a kernel error
   if (p != nullptr) {
     log_debug(source, ": engine '", m.name, "': arena ", p->arena_size, " bytes, kernel scratch ", p->scratch_bytes,

@@ -83,7 +83,8 @@ class KernelCreation {
   KernelCreation& operator=(const KernelCreation&) = delete;
 
   bool step();
-  // Whether a kernel is left for step() to create.
+  // How many kernels there are; whether one is left for step() to create.
+  size_t size() const { return execs_.size(); }
   bool pending() const { return next_.load() < execs_.size(); }
   void finish();
 
