@@ -947,10 +947,11 @@ TEST(CpuBackendTactics, SameSignatureOpsShareOneDecision) {
   EXPECT_EQ(steps["conv_b"]["impl"], steps["conv_a"]["impl"]);
   EXPECT_EQ(steps["conv_b"]["timings"], steps["conv_a"]["timings"]) << "conv_b was timed again";
   EXPECT_NE(steps["conv_c"]["timings"], steps["conv_a"]["timings"]) << "conv_c was not timed";
-  auto line_of = [&](const std::string& name) { return op_line(progress, name); };
-  EXPECT_NE(line_of("conv_b").find("same signature as conv_a, decided once"), std::string::npos) << line_of("conv_b");
-  EXPECT_EQ(line_of("conv_a").find("same signature"), std::string::npos) << line_of("conv_a");
-  EXPECT_EQ(line_of("conv_c").find("same signature"), std::string::npos) << line_of("conv_c");
+  const std::string line_a = op_line(progress, "conv_a"), line_b = op_line(progress, "conv_b"),
+                    line_c = op_line(progress, "conv_c");
+  EXPECT_NE(line_b.find("same signature as conv_a, decided once"), std::string::npos) << line_b;
+  EXPECT_EQ(line_a.find("same signature"), std::string::npos) << line_a;
+  EXPECT_EQ(line_c.find("same signature"), std::string::npos) << line_c;
   // One line per op, whichever build the whole-engine check kept (the other build's lines are
   // dropped), and the check's own line, if it ran, last.
   for (const char* name : {"conv_a", "conv_b", "conv_c"}) {

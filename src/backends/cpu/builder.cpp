@@ -1652,8 +1652,7 @@ std::shared_ptr<Storage> build_decided(const EngineGraph& graph, const BuildOpti
       for (size_t k = 0; k < alts.size(); ++k) {
         const size_t n = alts[k].changed;
         msg += cat("; with oneDNN's first choice for the ", n, " convolution", n == 1 ? "" : "s", " decided on ",
-                   alts[k].winograd ? "another implementation (Winograd included)" : "another of its implementations",
-                   " ",
+                   alts[k].winograd ? "another implementation (Winograd included) " : "another of its implementations ",
                    times[k + 1], " ms");
       }
       msg += ": kept ";
