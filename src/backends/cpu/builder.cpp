@@ -880,11 +880,13 @@ void EngineBuilder::conv(const FusedOp& op) {
     if (bias) consts.push_back(*bias);
     finish_ref(op, ref_step(op, "torch.ops.aten.convolution.default", std::move(args), {x}, consts));
   };
-  // Winograd F(2x2, 3x3) in nChw8c; post-ops limited to what its output transform applies.
-  auto emit_winograd = [&](bool compact) {
+  // Winograd F(2x2, 3x3) or F(4x4, 3x3) in nChw8c; post-ops limited to what its output
+  // transform applies.
+  auto emit_winograd = [&](bool compact, int tile) {
     emit_step("winograd", winograd_layout(xd), winograd_layout(yd), [&] {
-      return add_plain_blob(compact ? winograd_filters(w) : winograd_transform_weights(w));
+      return add_plain_blob(compact ? winograd_filters(w) : winograd_transform_weights(w, tile));
     });
+    plan_.steps.back().tile = tile;
   };
   bool winograd_post_ops = true;
   for (const PostOp& p : op.post_ops)
@@ -896,8 +898,10 @@ void EngineBuilder::conv(const FusedOp& op) {
     for (const std::string& impl : alternatives) c.push_back({"blocked/" + impl, [&, impl] { emit_dnnl(true, impl); }});
     c.push_back({"plain", [&] { emit_dnnl(false, {}); }});
     if (winograd_post_ops && winograd_supported_on_host() && winograd_fits(xd, w.sizes(), groups, stride, dil, pl, pr)) {
-      c.push_back({"winograd", [&] { emit_winograd(false); }});
-      c.push_back({"winograd_compact", [&] { emit_winograd(true); }});
+      c.push_back({"winograd", [&] { emit_winograd(false, 2); }});
+      c.push_back({"winograd_compact", [&] { emit_winograd(true, 2); }});
+      c.push_back({"winograd4x4", [&] { emit_winograd(false, 4); }});
+      c.push_back({"winograd4x4_compact", [&] { emit_winograd(true, 4); }});
     }
   }
   c.push_back({"reference", emit_ref});

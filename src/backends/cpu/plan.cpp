@@ -379,6 +379,7 @@ Json plan_to_json(const Plan& plan) {
     o["axis"] = s.axis;
     o["log"] = s.log;
     o["norm_size"] = s.norm_size;
+    if (s.kind == "winograd") o["tile"] = s.tile;
     o["target"] = s.target;
     o["args"] = s.args;
     o["tactic"] = s.tactic;
@@ -605,6 +606,10 @@ Plan plan_from_json(std::string_view text, int64_t weights_size, const std::stri
     s.axis = get_int(o, "axis", sw, -64, 64);
     s.log = get_bool(o, "log", sw);
     s.norm_size = get_int(o, "norm_size", sw, 0, kMaxDim);
+    if (s.kind == "winograd" && optional_field(o, "tile")) {
+      s.tile = get_int(o, "tile", sw, 2, 4);
+      EMBER_CHECK(s.tile != 3, ErrorCode::kCorrupt, sw, ".tile: expected 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)), found 3");
+    }
     s.target = get_str(o, "target", sw);
     Node args = field(o, "args", sw);
     EMBER_CHECK(args.is_array(), ErrorCode::kCorrupt, sw, ".args: expected an array, found ", node_type_name(args));

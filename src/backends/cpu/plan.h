@@ -70,10 +70,11 @@ struct PlanPostOp {
 //   binary        inputs {a, b} outputs {dst}; alg ("add", "sub", "mul", "div", "max", "min")
 //   softmax       inputs {src} outputs {dst}; axis, log
 //   layer_norm    inputs {src} outputs {dst} blobs {scale|-1, shift|-1}; eps, norm_size (trailing dims)
-//   winograd      inputs {src} outputs {dst} blobs {U [16, C, K] | g [9, C, K], bias|-1}; pad_l, pad_r; a
-//                 3x3 stride-1 convolution by Winograd F(2x2, 3x3) (winograd.h); src, dst (and a sum
-//                 operand) nChw8c; post-ops sum and eltwise relu only (engine format 1.1; the compact
-//                 form g, transformed per run, 1.2)
+//   winograd      inputs {src} outputs {dst} blobs {U [P, C, K] | g [9, C, K], bias|-1}; pad_l, pad_r;
+//                 tile; a 3x3 stride-1 convolution by Winograd F(2x2, 3x3) (tile 2, P = 16) or
+//                 F(4x4, 3x3) (tile 4, P = 36) (winograd.h); src, dst (and a sum operand) nChw8c;
+//                 post-ops sum and eltwise relu only (engine format 1.1; the compact form g,
+//                 transformed per run, 1.2; tile, absent meaning 2, 1.3)
 //   reference     inputs {...} outputs {...} blobs {constants...}; target, args (JSON, "%<value>" /
 //                 "$<k>" tensor names), post_ops applied with reference kernels
 struct PlanStep {
@@ -90,6 +91,7 @@ struct PlanStep {
   int64_t axis = -1;
   bool log = false;
   int64_t norm_size = 0;
+  int64_t tile = 2;  // winograd: output tile edge, 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3), engine format 1.3)
   std::string target;
   nlohmann::json args = nlohmann::json::array();
   // Informational (never read back to make a decision): what the build chose and why.

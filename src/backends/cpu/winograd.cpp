@@ -17,8 +17,10 @@ namespace {
 using dnnl::memory;
 
 constexpr int64_t kBlock = 8;  // channels per nChw8c block = floats per AVX2 register
-constexpr int kTile = 4;       // input tile edge (2x2 outputs of a 3x3 filter)
+constexpr int kTile = 4;       // F(2x2, 3x3): input tile edge (2x2 outputs of a 3x3 filter)
 constexpr int kPositions = kTile * kTile;
+constexpr int kTile4 = 6;  // F(4x4, 3x3): input tile edge (4x4 outputs of a 3x3 filter)
+constexpr int kPositions4 = kTile4 * kTile4;
 constexpr int kTaps = 9;  // a 3x3 filter
 constexpr size_t kAlign = 64;
 // Bytes of V and M per block of tiles (see WinogradExec), and the fewest tiles per block.
@@ -39,6 +41,7 @@ struct Geometry {
   int64_t n, c, h, w, k, oh, ow;
   int64_t pad_t, pad_l;
   int64_t tiles_h, tiles_w, tiles;  // tiles = n * tiles_h * tiles_w
+  int64_t positions;                  // input tile elements: 16 (F(2x2, 3x3)) or 36 (F(4x4, 3x3))
 };
 
 struct PostOp {
@@ -157,10 +160,148 @@ __attribute__((target("avx2,fma"))) void filter_transform(const float* g9, float
   }
 }
 
+// ---- F(4x4, 3x3): 6x6 input tiles, 4x4 output tiles (Lavin and Gray's points 0, +-1, +-2).
+//   Bt = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+//   G  = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+//   At = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+
+// r = Bt d for six vectors d.
+__attribute__((target("avx2,fma"))) inline void bt6(const __m256* d, __m256* r) {
+  const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f), five = _mm256_set1_ps(5.f);
+  const __m256 t1 = _mm256_fnmadd_ps(four, d[2], d[4]);  // d4 - 4 d2
+  const __m256 t2 = _mm256_fnmadd_ps(four, d[1], d[3]);  // d3 - 4 d1
+  const __m256 t3 = _mm256_sub_ps(d[4], d[2]);
+  const __m256 t4 = _mm256_mul_ps(two, _mm256_sub_ps(d[3], d[1]));
+  r[0] = _mm256_fmadd_ps(four, d[0], _mm256_fnmadd_ps(five, d[2], d[4]));
+  r[1] = _mm256_add_ps(t1, t2);
+  r[2] = _mm256_sub_ps(t1, t2);
+  r[3] = _mm256_add_ps(t3, t4);
+  r[4] = _mm256_sub_ps(t3, t4);
+  r[5] = _mm256_fmadd_ps(four, d[1], _mm256_fnmadd_ps(five, d[3], d[5]));
+}
+
+// y = At m for six vectors m (four results).
+__attribute__((target("avx2,fma"))) inline void at6(const __m256* m, __m256* y) {
+  const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f), eight = _mm256_set1_ps(8.f);
+  const __m256 a = _mm256_add_ps(m[1], m[2]), b = _mm256_sub_ps(m[1], m[2]);
+  const __m256 c = _mm256_add_ps(m[3], m[4]), d = _mm256_sub_ps(m[3], m[4]);
+  y[0] = _mm256_add_ps(_mm256_add_ps(m[0], a), c);
+  y[1] = _mm256_fmadd_ps(two, d, b);
+  y[2] = _mm256_fmadd_ps(four, c, a);
+  y[3] = _mm256_add_ps(_mm256_fmadd_ps(eight, d, b), m[5]);
+}
+
+// u = G g for three vectors g (six results).
+__attribute__((target("avx2,fma"))) inline void g6(const __m256* g, __m256* u) {
+  const __m256 quarter = _mm256_set1_ps(0.25f), sixth = _mm256_set1_ps(1.f / 6.f);
+  const __m256 twelfth = _mm256_set1_ps(1.f / 12.f), twentyfourth = _mm256_set1_ps(1.f / 24.f);
+  const __m256 outer = _mm256_add_ps(g[0], g[2]);
+  const __m256 q = _mm256_fmadd_ps(twentyfourth, g[0], _mm256_mul_ps(sixth, g[2]));
+  const __m256 r = _mm256_mul_ps(twelfth, g[1]);
+  u[0] = _mm256_mul_ps(quarter, g[0]);
+  u[1] = _mm256_mul_ps(sixth, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_add_ps(outer, g[1])));
+  u[2] = _mm256_mul_ps(sixth, _mm256_sub_ps(g[1], outer));
+  u[3] = _mm256_add_ps(q, r);
+  u[4] = _mm256_sub_ps(q, r);
+  u[5] = g[2];
+}
+
+// F(4x4, 3x3) counterpart of input_transform: V[pos][i][c] = (Bt d B)[pos], 36 positions.
+__attribute__((target("avx2,fma"))) void input_transform4(const float* src, float* v, const Geometry& g, int64_t t,
+                                                          int64_t i_block, int64_t block, int64_t cb) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
+  const int64_t h0 = th * 4 - g.pad_t, w0 = tw * 4 - g.pad_l;
+  const float* base = src + (n * (g.c / kBlock) + cb) * g.h * g.w * kBlock;
+  const bool inside = h0 >= 0 && h0 + kTile4 <= g.h && w0 >= 0 && w0 + kTile4 <= g.w;
+  __m256 e[kTile4][kTile4];  // d B, row by row
+  for (int i = 0; i < kTile4; ++i) {
+    __m256 d[kTile4];
+    const int64_t hh = h0 + i;
+    for (int j = 0; j < kTile4; ++j) {
+      const int64_t ww = w0 + j;
+      d[j] = inside || (hh >= 0 && hh < g.h && ww >= 0 && ww < g.w) ? _mm256_loadu_ps(base + (hh * g.w + ww) * kBlock)
+                                                                      : _mm256_setzero_ps();
+    }
+    bt6(d, e[i]);
+  }
+  float* out = v + i_block * g.c + cb * kBlock;
+  const int64_t pos_stride = block * g.c;
+  for (int j = 0; j < kTile4; ++j) {  // Bt (d B), column by column
+    __m256 col[kTile4], r[kTile4];
+    for (int i = 0; i < kTile4; ++i) col[i] = e[i][j];
+    bt6(col, r);
+    for (int i = 0; i < kTile4; ++i) _mm256_storeu_ps(out + (i * kTile4 + j) * pos_stride, r[i]);
+  }
+}
+
+// F(4x4, 3x3) counterpart of output_transform: dst tile = At M A + bias, then the post-ops.
+__attribute__((target("avx2,fma"))) void output_transform4(const float* m, const float* bias,
+                                                           const std::vector<PostOp>& post_ops,
+                                                           const std::vector<const float*>& operands, float* dst,
+                                                           const Geometry& g, int64_t t, int64_t i_block,
+                                                           int64_t block, int64_t kc, int64_t kb) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
+  const int64_t k = kb * kBlock, chunk = k / kc;
+  const float* in = m + chunk * kPositions4 * block * kc + i_block * kc + (k - chunk * kc);
+  const int64_t pos_stride = block * kc;
+  __m256 s[kTile4][4];  // M A, row by row
+  for (int i = 0; i < kTile4; ++i) {
+    __m256 row[kTile4];
+    for (int j = 0; j < kTile4; ++j) row[j] = _mm256_loadu_ps(in + (i * kTile4 + j) * pos_stride);
+    at6(row, s[i]);
+  }
+  const __m256 b = bias ? _mm256_loadu_ps(bias + kb * kBlock) : _mm256_setzero_ps();
+  const __m256 zero = _mm256_setzero_ps();
+  for (int j = 0; j < 4; ++j) {  // At (M A), column by column
+    const int64_t ow = tw * 4 + j;
+    if (ow >= g.ow) break;
+    __m256 col[kTile4], y[4];
+    for (int i = 0; i < kTile4; ++i) col[i] = s[i][j];
+    at6(col, y);
+    for (int i = 0; i < 4; ++i) {
+      const int64_t oh = th * 4 + i;
+      if (oh >= g.oh) break;
+      __m256 r = _mm256_add_ps(y[i], b);
+      const int64_t off = ((n * (g.k / kBlock) + kb) * g.oh + oh) * g.ow * kBlock + ow * kBlock;
+      for (size_t p = 0; p < post_ops.size(); ++p) {
+        if (post_ops[p].kind == PostOp::kRelu) {
+          r = _mm256_max_ps(r, zero);
+        } else {  // read before the store below: the operand may share the destination's bytes
+          r = _mm256_fmadd_ps(_mm256_set1_ps(post_ops[p].scale), _mm256_loadu_ps(operands[p] + off), r);
+        }
+      }
+      _mm256_storeu_ps(dst + off, r);
+    }
+  }
+}
+
+// F(4x4, 3x3) counterpart of filter_transform: U[pos][c][k..k+8) = (G g Gt)[pos], 36 positions.
+__attribute__((target("avx2,fma"))) void filter_transform4(const float* g9, float* u, int64_t c_n, int64_t k_n,
+                                                           int64_t kc, int64_t k0, int64_t c, int64_t k) {
+  const int64_t tap_stride = c_n * k_n;
+  const float* in = g9 + c * k_n + k;
+  __m256 t[kTile4][3];  // G g, column by column
+  for (int j = 0; j < 3; ++j) {
+    __m256 col[3], r[kTile4];
+    for (int i = 0; i < 3; ++i) col[i] = _mm256_loadu_ps(in + (i * 3 + j) * tap_stride);
+    g6(col, r);
+    for (int i = 0; i < kTile4; ++i) t[i][j] = r[i];
+  }
+  const int64_t pos_stride = c_n * kc;
+  float* out = u + c * kc + (k - k0);
+  for (int i = 0; i < kTile4; ++i) {  // (G g) Gt, row by row
+    __m256 r[kTile4];
+    g6(t[i], r);
+    for (int j = 0; j < kTile4; ++j) _mm256_storeu_ps(out + (i * kTile4 + j) * pos_stride, r[j]);
+  }
+}
+
 // Output channels per chunk of the compact form: the largest multiple of 8 that divides K and
-// keeps a chunk of U ([16, C, kc]) within kChunkBytes, at least 8.
-int64_t compact_chunk(int64_t c_n, int64_t k_n) {
-  const int64_t fit = std::max<int64_t>(kBlock, kChunkBytes / (kPositions * c_n * static_cast<int64_t>(sizeof(float))));
+// keeps a chunk of U ([positions, C, kc]) within kChunkBytes, at least 8.
+int64_t compact_chunk(int64_t positions, int64_t c_n, int64_t k_n) {
+  const int64_t fit = std::max<int64_t>(kBlock, kChunkBytes / (positions * c_n * static_cast<int64_t>(sizeof(float))));
   int64_t kc = kBlock;
   for (int64_t d = kBlock; d <= std::min(fit, k_n); d += kBlock)
     if (k_n % d == 0) kc = d;
@@ -180,23 +321,28 @@ class WinogradExec final : public StepExec {
                 "multiples of 8, found ", shape_str(xd), " and ", shape_str(yd));
     EMBER_CHECK(s.pad_l.size() == 2 && s.pad_r.size() == 2, ErrorCode::kCorrupt,
                 "pad_l / pad_r: expected 2 entries each, found ", s.pad_l.size(), " and ", s.pad_r.size());
-    g_ = {xd[0], xd[1], xd[2], xd[3], yd[1], yd[2], yd[3], s.pad_l[0], s.pad_l[1], 0, 0, 0};
+    EMBER_CHECK(s.tile == 2 || s.tile == 4, ErrorCode::kCorrupt, "tile: expected 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)), found ",
+                s.tile);
+    tile_ = s.tile;
+    const int64_t positions = (tile_ + 2) * (tile_ + 2);
+    g_ = {xd[0], xd[1], xd[2], xd[3], yd[1], yd[2], yd[3], s.pad_l[0], s.pad_l[1], 0, 0, 0, positions};
     EMBER_CHECK(g_.oh == g_.h + s.pad_l[0] + s.pad_r[0] - 2 && g_.ow == g_.w + s.pad_l[1] + s.pad_r[1] - 2 &&
                     g_.oh > 0 && g_.ow > 0,
                 ErrorCode::kCorrupt, "destination ", shape_str(yd), " does not match a 3x3 stride-1 convolution of ",
                 shape_str(xd), " with padding ", shape_str(s.pad_l), "/", shape_str(s.pad_r));
     EMBER_CHECK(env.descs.at(in_) == winograd_layout(xd) && env.descs.at(out_) == winograd_layout(yd),
                 ErrorCode::kCorrupt, "source and destination must be in the nChw8c layout");
-    g_.tiles_h = (g_.oh + 1) / 2;
-    g_.tiles_w = (g_.ow + 1) / 2;
+    g_.tiles_h = (g_.oh + tile_ - 1) / tile_;
+    g_.tiles_w = (g_.ow + tile_ - 1) / tile_;
     g_.tiles = g_.n * g_.tiles_h * g_.tiles_w;
 
     EMBER_CHECK(s.blobs.size() == 2 && s.blobs[0] >= 0, ErrorCode::kCorrupt, "expected blobs {U|g, bias|-1}");
     const PlanBlob& u = plan.blobs.at(s.blobs[0]);
     compact_ = u.dims == Shape({kTaps, g_.c, g_.k});
-    EMBER_CHECK(u.dtype == DType::kFloat32 && (compact_ || u.dims == Shape({kPositions, g_.c, g_.k})),
-                ErrorCode::kCorrupt, "weights: expected float32 [16, ", g_.c, ", ", g_.k, "] (transformed) or [9, ",
-                g_.c, ", ", g_.k, "] (filters), found ", dtype_name(u.dtype), " ", shape_str(u.dims));
+    EMBER_CHECK(u.dtype == DType::kFloat32 && (compact_ || u.dims == Shape({positions, g_.c, g_.k})),
+                ErrorCode::kCorrupt, "weights: expected float32 [", positions, ", ", g_.c, ", ", g_.k,
+                "] (transformed) or [9, ", g_.c, ", ", g_.k, "] (filters), found ", dtype_name(u.dtype), " ",
+                shape_str(u.dims));
     u_ = reinterpret_cast<const float*>(env.blob_ptr(s.blobs[0]));
     if (s.blobs[1] >= 0) {
       const PlanBlob& b = plan.blobs.at(s.blobs[1]);
@@ -222,19 +368,19 @@ class WinogradExec final : public StepExec {
     // one oneDNN batched matmul per chunk of kc output channels (one primitive for full
     // blocks, one for the last). The stored form is one chunk (kc = K); the compact form
     // transforms each chunk's filters right before its matmul (compact_chunk).
-    const int64_t per_tile = kPositions * (g_.c + g_.k) * static_cast<int64_t>(sizeof(float));
+    const int64_t per_tile = positions * (g_.c + g_.k) * static_cast<int64_t>(sizeof(float));
     block_ = std::min(std::max(kBlockBytes / per_tile, kMinBlockTiles), std::max<int64_t>(g_.tiles, 1));
-    kc_ = compact_ ? compact_chunk(g_.c, g_.k) : g_.k;
-    u_desc_ = memory::desc({kPositions, g_.c, kc_}, memory::data_type::f32, memory::format_tag::abc);
+    kc_ = compact_ ? compact_chunk(positions, g_.c, g_.k) : g_.k;
+    u_desc_ = memory::desc({positions, g_.c, kc_}, memory::data_type::f32, memory::format_tag::abc);
     size_t pad_bytes = 0;
     full_ = make_matmul(block_, &pad_bytes);
     if (g_.tiles % block_ != 0) tail_ = make_matmul(g_.tiles % block_, &pad_bytes);
     // Scratch: [a chunk of U (compact form only)] V M [matmul scratchpad].
-    v_offset_ = compact_ ? align_up(static_cast<size_t>(kPositions * g_.c * kc_) * sizeof(float)) : 0;
-    m_offset_ = v_offset_ + align_up(static_cast<size_t>(kPositions * block_ * g_.c) * sizeof(float));
-    pad_offset_ = m_offset_ + align_up(static_cast<size_t>(kPositions * block_ * g_.k) * sizeof(float));
+    v_offset_ = compact_ ? align_up(static_cast<size_t>(positions * g_.c * kc_) * sizeof(float)) : 0;
+    m_offset_ = v_offset_ + align_up(static_cast<size_t>(positions * block_ * g_.c) * sizeof(float));
+    pad_offset_ = m_offset_ + align_up(static_cast<size_t>(positions * block_ * g_.k) * sizeof(float));
     scratch_bytes = pad_offset_ + align_up(pad_bytes);
-    impl = cat(compact_ ? "winograd_2x2_3x3:avx2+per_run_filter_transform+" : "winograd_2x2_3x3:avx2+", full_.impl);
+    impl = cat("winograd_", tile_, "x", tile_, "_3x3:avx2+", compact_ ? "per_run_filter_transform+" : "", full_.impl);
   }
 
   void run(RunState& st) const override {
@@ -253,9 +399,10 @@ class WinogradExec final : public StepExec {
       const int64_t b = std::min(block_, g.tiles - first);
       const Matmul& mm = b == block_ ? full_ : tail_;
 
+      const auto in_transform = tile_ == 4 ? input_transform4 : input_transform;
 #pragma omp parallel for schedule(static)
       for (int64_t item = 0; item < b * cblocks; ++item)
-        input_transform(src, v, g, first + item / cblocks, item / cblocks, b, item % cblocks);
+        in_transform(src, v, g, first + item / cblocks, item / cblocks, b, item % cblocks);
 
       memory v_mem(mm.v, eng, v);
       for (int64_t k0 = 0; k0 < g.k; k0 += kc) {
@@ -263,22 +410,24 @@ class WinogradExec final : public StepExec {
         // The compact form transforms each chunk before its matmul; one chunk (kc = K) is
         // transformed once per run and stays in the scratch for every block of tiles.
         if (compact_ && (kc < g.k || first == 0)) {
+          const auto transform = tile_ == 4 ? filter_transform4 : filter_transform;
 #pragma omp parallel for schedule(static)
           for (int64_t item = 0; item < g.c * chunk_blocks; ++item)
-            filter_transform(u_, u_run, g.c, g.k, kc, k0, item / chunk_blocks, k0 + (item % chunk_blocks) * kBlock);
+            transform(u_, u_run, g.c, g.k, kc, k0, item / chunk_blocks, k0 + (item % chunk_blocks) * kBlock);
         }
         std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, v_mem},
                                                 {DNNL_ARG_WEIGHTS, memory(u_desc_, eng, const_cast<float*>(u))},
-                                                {DNNL_ARG_DST, memory(mm.m, eng, m + k0 * kPositions * b)}};
+                                                {DNNL_ARG_DST, memory(mm.m, eng, m + k0 * g.positions * b)}};
         if (mm.pad.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(mm.pad, eng, st.scratch + pad_offset_));
         mm.prim.execute(*st.stream, args);
         st.stream->wait();
       }
 
+      const auto out_transform = tile_ == 4 ? output_transform4 : output_transform;
 #pragma omp parallel for schedule(static)
       for (int64_t item = 0; item < b * kblocks; ++item)
-        output_transform(m, bias_, post_ops_, operands, dst, g, first + item / kblocks, item / kblocks, b, kc,
-                         item % kblocks);
+        out_transform(m, bias_, post_ops_, operands, dst, g, first + item / kblocks, item / kblocks, b, kc,
+                      item % kblocks);
     }
   }
 
@@ -294,8 +443,8 @@ class WinogradExec final : public StepExec {
     const auto f = memory::data_type::f32;
     const auto abc = memory::format_tag::abc;
     Matmul mm;
-    mm.v = memory::desc({kPositions, tiles, g_.c}, f, abc);
-    mm.m = memory::desc({kPositions, tiles, kc_}, f, abc);
+    mm.v = memory::desc({g_.positions, tiles, g_.c}, f, abc);
+    mm.m = memory::desc({g_.positions, tiles, kc_}, f, abc);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mm.v, u_desc_, mm.m), attr, cpu_engine());
@@ -307,6 +456,7 @@ class WinogradExec final : public StepExec {
   }
 
   int in_, out_;
+  int64_t tile_ = 2;  // output tile edge: 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3))
   Geometry g_{};
   const float* u_ = nullptr;  // U [16, C, K], or with compact_ the filters g [9, C, K]
   bool compact_ = false;
@@ -356,23 +506,30 @@ Tensor checked_filters(const Tensor& weight) {
 
 }  // namespace
 
-Tensor winograd_transform_weights(const Tensor& weight) {
+Tensor winograd_transform_weights(const Tensor& weight, int tile) {
+  EMBER_CHECK(tile == 2 || tile == 4, ErrorCode::kInvalidArgument, "Winograd output tile: expected 2 or 4, found ",
+              tile);
   const Tensor w = checked_filters(weight);
   const int64_t k_n = w.size(0), c_n = w.size(1);
-  static constexpr double G[kTile][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-  Tensor u = Tensor::empty({kPositions, c_n, k_n}, DType::kFloat32);
+  static constexpr double G2[kTile][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  static constexpr double G4[kTile4][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                           {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                           {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+  const int edge = tile + 2;
+  const double(*G)[3] = tile == 4 ? G4 : G2;
+  Tensor u = Tensor::empty({edge * edge, c_n, k_n}, DType::kFloat32);
   const float* src = w.data<float>();
   float* dst = u.data<float>();
   for (int64_t k = 0; k < k_n; ++k) {
     for (int64_t c = 0; c < c_n; ++c) {
       const float* g = src + (k * c_n + c) * 9;
-      double gt[kTile][3];  // G g
-      for (int i = 0; i < kTile; ++i)
+      double gt[kTile4][3];  // G g
+      for (int i = 0; i < edge; ++i)
         for (int b = 0; b < 3; ++b) gt[i][b] = G[i][0] * g[0 * 3 + b] + G[i][1] * g[1 * 3 + b] + G[i][2] * g[2 * 3 + b];
-      for (int i = 0; i < kTile; ++i)
-        for (int j = 0; j < kTile; ++j) {  // (G g) Gt
+      for (int i = 0; i < edge; ++i)
+        for (int j = 0; j < edge; ++j) {  // (G g) Gt
           const double x = gt[i][0] * G[j][0] + gt[i][1] * G[j][1] + gt[i][2] * G[j][2];
-          dst[((i * kTile + j) * c_n + c) * k_n + k] = static_cast<float>(x);
+          dst[((i * edge + j) * c_n + c) * k_n + k] = static_cast<float>(x);
         }
     }
   }

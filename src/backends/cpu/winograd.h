@@ -41,8 +41,9 @@ bool winograd_fits(const Shape& src, const Shape& weight, int64_t groups, const 
                    const std::vector<int64_t>& dilation, const std::vector<int64_t>& pad_l,
                    const std::vector<int64_t>& pad_r);
 
-// U = G g Gt for every (k, c): [K, C, 3, 3] float32 -> [16, C, K] float32 (computed in double).
-Tensor winograd_transform_weights(const Tensor& weight);
+// U = G g Gt for every (k, c): [K, C, 3, 3] float32 -> [16, C, K] (output tile 2: F(2x2, 3x3))
+// or [36, C, K] (output tile 4: F(4x4, 3x3)) float32, computed in double.
+Tensor winograd_transform_weights(const Tensor& weight, int tile = 2);
 
 // The compact form's filters: [K, C, 3, 3] float32 -> [9, C, K] float32 (tap-major).
 Tensor winograd_filters(const Tensor& weight);
