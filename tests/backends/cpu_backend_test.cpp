@@ -784,6 +784,14 @@ TEST(CpuBackendTactics, WinogradInADynamicResidualNetwork) {
   EXPECT_EQ(t["block.conv2"], "winograd_compact");
   EXPECT_EQ(t["block2.conv2"], "winograd");
   check_residual(bytes, want, inputs, describe_forced(o.force_tactics));
+  // F(4x4, 3x3), stored and compact, between them.
+  o.force_tactics = {{"block.conv1", "winograd4x4_compact"}, {"block.conv2", "winograd"}, {"block2.conv1", "plain"},
+                     {"block2.conv2", "winograd4x4"}};
+  bytes = build_engine(g, o);
+  t = plan_tactics(bytes);
+  EXPECT_EQ(t["block.conv1"], "winograd4x4_compact");
+  EXPECT_EQ(t["block2.conv2"], "winograd4x4");
+  check_residual(bytes, want, inputs, describe_forced(o.force_tactics));
 }
 
 // A timed build with one quick round and no weight growth; progress lines go to *progress.
@@ -1298,6 +1306,12 @@ TEST(CpuBackend, CorruptPlanIsAnErrorNotACrash) {
                     ErrorCode::kCorrupt, "values[1].desc");
   expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["values"][1]["desc"]["strides"] = {1, 1, 1}; }),
                     ErrorCode::kCorrupt, "values[1].desc");
+  // Seven blocks of 1024 on one dimension: 2^70 elements, refused before it could overflow.
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) {
+                      j["values"][1]["desc"]["inner_blks"] = std::vector<int>(7, 1024);
+                      j["values"][1]["desc"]["inner_idxs"] = std::vector<int>(7, 0);
+                    }),
+                    ErrorCode::kCorrupt, "values[1].desc.inner_blks: the blocks multiply to more than");
   expect_load_error(rewrite(bytes, nullptr, [](Json& j) { j["values"][2]["last_use"] = 0; }), ErrorCode::kCorrupt,
                     "lifetime");
   // Inconsistent but well-formed: the convolution's stride no longer matches its shapes.

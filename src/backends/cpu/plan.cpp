@@ -247,8 +247,16 @@ dnnl::memory::desc desc_from_json(Node j, const std::string& where) {
   c.ndims = ndims;
   c.data_type = static_cast<dnnl_data_type_t>(type);
   c.format_kind = dnnl_blocked;
+  // Block sizes per dimension and in all, bounded before they are multiplied further (each
+  // inner block is at most 1024, but up to 12 of them could overflow an int64).
   std::vector<int64_t> blk(ndims, 1);
-  for (size_t k = 0; k < blks.size(); ++k) blk[idxs[k]] *= blks[k];
+  int64_t block_elems = 1;
+  for (size_t k = 0; k < blks.size(); ++k) {
+    EMBER_CHECK(blk[idxs[k]] <= kMaxDim / blks[k] && block_elems <= kMaxDim / blks[k], ErrorCode::kCorrupt, where,
+                ".inner_blks: the blocks multiply to more than ", kMaxDim, " elements");
+    blk[idxs[k]] *= blks[k];
+    block_elems *= blks[k];
+  }
   for (int i = 0; i < ndims; ++i) {
     EMBER_CHECK(padded[i] >= dims[i] && padded[i] % blk[i] == 0, ErrorCode::kCorrupt, where, ".padded_dims[", i,
                 "]: ", padded[i], " must be >= dims (", dims[i], ") and a multiple of the block size ", blk[i]);
