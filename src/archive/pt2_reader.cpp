@@ -251,8 +251,9 @@ void Pt2Reader::read_config(const std::string& model, const std::string& folder,
   const std::string src = where(rel);
   auto text = read_text(rel);
   if (!text) return;  // an archive without this config has no such tensors
-  Json j = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  EMBER_CHECK(!j.is_discarded(), ErrorCode::kCorrupt, src, ": not valid JSON");
+  // The depth-limited parser, as for every other JSON Ember reads: nesting is refused with an
+  // error instead of recursing once per level (here, and when unknown fields are copied).
+  Json j = ir::parse_json(*text, src);
   EMBER_CHECK(j.is_object(), ErrorCode::kCorrupt, src, ": expected a JSON object, found ", j.type_name());
   EMBER_CHECK(j.contains("config"), ErrorCode::kCorrupt, src, ": missing field 'config'");
   const Json& cfg = j["config"];

@@ -329,6 +329,11 @@ TEST(Pt2Bad, StructuralErrors) {
   EXPECT_EQ(read_code(bad_json), ErrorCode::kCorrupt);
   auto unsafe_path = edit_cfg("\"path_name\": \"weight_1\"", "\"path_name\": \"../../x/1\"");
   EXPECT_EQ(read_code(unsafe_path), ErrorCode::kCorrupt);
+  // An unknown field nested 100,000 deep: refused by the depth limit, not a stack overflow.
+  auto deep = edit_cfg("{\"config\"", "{\"x\": " + std::string(100000, '[') + std::string(100000, ']') + ", \"config\"");
+  c = read_code(deep, &msg);
+  EXPECT_TRUE(c == ErrorCode::kCorrupt || c == ErrorCode::kLimitExceeded) << msg;
+  EXPECT_NE(msg.find("model_weights_config.json"), std::string::npos) << msg;
 }
 
 TEST(Pt2Bad, ZipBombEntryIsRefused) {
