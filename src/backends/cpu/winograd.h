@@ -1,12 +1,14 @@
-// Winograd F(2x2, 3x3) convolution: a tactic for 3x3, stride-1, dense fp32 convolutions
-// that oneDNN implements on x86 only with AVX-512. Each 2x2 output tile costs 16
-// multiplications per input/output channel pair instead of 36 (2.25x fewer), at the price
-// of transforms in and out:
+// Winograd convolutions: a tactic for 3x3, stride-1, dense fp32 convolutions, in two sizes.
+// F(2x2, 3x3): each 2x2 output tile costs 16 multiplications per input/output channel pair
+// instead of 36 (2.25x fewer); F(4x4, 3x3): each 4x4 tile costs 36 instead of 144 (4x fewer),
+// with larger transforms whose coefficients (up to 8, down to 1/24) round a little more. At
+// the price of transforms in and out:
 //
-//   V = Bt d B    (4x4 input tile d, per input channel)          input transform
-//   M = V U       (16 independent [tiles, C] x [C, K] products) oneDNN batched matmul
-//   Y = At M A    (2x2 output tile, per output channel)          output transform
+//   V = Bt d B    (4x4 / 6x6 input tile d, per input channel)              input transform
+//   M = V U       (16 / 36 independent [tiles, C] x [C, K] products)      oneDNN batched matmul
+//   Y = At M A    (2x2 / 4x4 output tile, per output channel)              output transform
 //
+// The sizes below are F(2x2, 3x3)'s; F(4x4, 3x3) has 36 positions where it has 16.
 // U = G g Gt (g: the 3x3 filter) is either computed once at build time and stored in the
 // engine in place of the filter, as [16, C, K] (16/9 of the filter bytes), or -- the compact
 // form -- the filters are stored tap-major as [9, C, K] (the filter bytes, reordered) and U is
