@@ -1015,11 +1015,22 @@ TEST(CpuBackendTactics, ConsistentLayoutAlternative) {
   };
   const std::vector<std::string> wdecisions = {"winograd", "winograd_compact", "winograd", "winograd"};
   EXPECT_EQ(consistent_layout_decisions(wsurvey, wdecisions), wdecisions);
-  EXPECT_EQ(consistent_layout_decisions(wsurvey, wdecisions, true),
+  EXPECT_EQ(consistent_layout_decisions(wsurvey, wdecisions, MoveWinograd::kAll),
             (std::vector<std::string>{"blocked", "blocked", "winograd", "winograd"}));
   std::vector<std::string> both = want;
   both[1] = "blocked";  // decision 1 ("winograd") flips too
-  EXPECT_EQ(consistent_layout_decisions(survey, decisions, true), both);
+  EXPECT_EQ(consistent_layout_decisions(survey, decisions, MoveWinograd::kAll), both);
+  // The third keeps F(4x4, 3x3) decisions and moves the F(2x2, 3x3) ones.
+  const std::vector<TacticSurvey> tsurvey = {
+      survey_entry({"blocked", "winograd_compact", "winograd4x4_compact"}, {1.0, 0.85, 0.7}, {0, 0, 0}),
+      survey_entry({"blocked", "winograd_compact", "winograd4x4"}, {1.0, 0.85, 0.7}, {0, 0, 100}),
+      survey_entry({"blocked", "winograd_compact", "winograd4x4_compact"}, {1.0, 0.85, 0.9}, {0, 0, 0}),
+  };
+  const std::vector<std::string> tdecisions = {"winograd4x4_compact", "winograd4x4", "winograd_compact"};
+  EXPECT_EQ(consistent_layout_decisions(tsurvey, tdecisions, MoveWinograd::kSmallTiles),
+            (std::vector<std::string>{"winograd4x4_compact", "winograd4x4", "blocked"}));
+  EXPECT_EQ(consistent_layout_decisions(tsurvey, tdecisions, MoveWinograd::kAll),
+            (std::vector<std::string>{"blocked", "blocked", "blocked"}));
 }
 
 // The whole-engine check, steered: the first of two chained convolutions is decided on
@@ -1115,7 +1126,7 @@ TEST(CpuBackendTactics, WholeEngineCheckWeighsWinogradToo) {
     GTEST_SKIP() << "this host offers no Winograd or no second oneDNN implementation for these convolutions";
   decisions[0] = other;
   decisions[1] = "winograd_compact";  // stores no more than the direct kernel
-  ASSERT_NE(consistent_layout_decisions(r.survey, decisions, true), consistent_layout_decisions(r.survey, decisions));
+  ASSERT_NE(consistent_layout_decisions(r.survey, decisions, MoveWinograd::kAll), consistent_layout_decisions(r.survey, decisions));
   progress.clear();
   auto bytes = build_decided(t.m.g, o, r.survey, decisions);
   ASSERT_FALSE(progress.empty());

@@ -1554,10 +1554,15 @@ std::vector<double> time_engines(const EngineGraph& g, const std::vector<std::sh
 }  // namespace
 
 std::vector<std::string> consistent_layout_decisions(const std::vector<OpSurvey>& survey,
-                                                     const std::vector<std::string>& decisions, bool winograd_too) {
+                                                     const std::vector<std::string>& decisions, MoveWinograd winograd) {
+  auto moves = [winograd](const std::string& d) {
+    if (d.starts_with("blocked/")) return true;
+    if (!d.starts_with("winograd")) return false;
+    return winograd == MoveWinograd::kAll || (winograd == MoveWinograd::kSmallTiles && !d.starts_with("winograd4x4"));
+  };
   std::vector<std::string> alt = decisions;
   for (size_t i = 0; i < survey.size() && i < decisions.size(); ++i) {
-    if (!decisions[i].starts_with("blocked/") && !(winograd_too && decisions[i].starts_with("winograd"))) continue;
+    if (!moves(decisions[i])) continue;
     const OpSurvey& sv = survey[i];
     auto index = [&](const std::string& name) -> int64_t {
       for (size_t c = 0; c < sv.names.size(); ++c)
@@ -1609,24 +1614,35 @@ std::shared_ptr<Storage> build_decided(const EngineGraph& graph, const BuildOpti
   };
   std::vector<std::string> lines;
   std::shared_ptr<Storage> bytes = build_with(decisions, nullptr, &lines);
-  // Up to two alternatives: oneDNN's first choice for the convolutions decided on another of
-  // its implementations, then also for those decided on Ember's Winograd kernels (whose
-  // blocked layout costs reorders around them that their own timing did not see).
+  // Up to three alternatives: oneDNN's first choice for the convolutions decided on another
+  // of its implementations; then also for those decided on Ember's Winograd kernels
+  // (Winograd's blocked layout costs reorders around it that its own timing did not see);
+  // then for the F(2x2, 3x3) ones only, keeping F(4x4, 3x3), which gains more per layer.
+  // Alternatives identical to the per-op decisions or to an earlier alternative are not
+  // built (so the last exists only where both kinds of Winograd decision do).
   struct Alternative {
     std::vector<std::string> decisions;
-    bool winograd = false;  // Winograd decisions moved too
+    MoveWinograd winograd = MoveWinograd::kNone;  // Winograd decisions moved too
     size_t changed = 0;
     std::shared_ptr<Storage> bytes;
     std::vector<std::string> lines;
   };
   std::vector<Alternative> alts;
   if (!has_dynamic_dims(graph)) {
-    for (bool winograd_too : {false, true}) {
-      std::vector<std::string> d = consistent_layout_decisions(survey, decisions, winograd_too);
-      if (d == decisions || (!alts.empty() && d == alts.back().decisions)) continue;
-      alts.push_back({std::move(d), winograd_too, 0, nullptr, {}});
+    for (MoveWinograd w : {MoveWinograd::kNone, MoveWinograd::kAll, MoveWinograd::kSmallTiles}) {
+      std::vector<std::string> d = consistent_layout_decisions(survey, decisions, w);
+      bool seen = d == decisions;
+      for (const Alternative& a : alts) seen = seen || d == a.decisions;
+      if (!seen) alts.push_back({std::move(d), w, 0, nullptr, {}});
     }
   }
+  auto winograd_words = [](MoveWinograd w) -> std::string {
+    switch (w) {
+      case MoveWinograd::kSmallTiles: return "Winograd F(2x2, 3x3) included";
+      case MoveWinograd::kAll: return "Winograd included";
+      default: return {};
+    }
+  };
   if (!alts.empty()) {
     // The check only ever chooses among working engines: when an alternative cannot be
     // built, loaded or run, the per-op decisions stand.
@@ -1656,7 +1672,9 @@ std::shared_ptr<Storage> build_decided(const EngineGraph& graph, const BuildOpti
       for (size_t k = 0; k < alts.size(); ++k) {
         const size_t n = alts[k].changed;
         msg += cat("; with oneDNN's first choice for the ", n, " convolution", n == 1 ? "" : "s", " decided on ",
-                   alts[k].winograd ? "another implementation (Winograd included) " : "another of its implementations ",
+                   alts[k].winograd != MoveWinograd::kNone
+                       ? cat("another implementation (", winograd_words(alts[k].winograd), ") ")
+                       : std::string("another of its implementations "),
                    times[k + 1], " ms");
       }
       msg += ": kept ";
@@ -1664,7 +1682,8 @@ std::shared_ptr<Storage> build_decided(const EngineGraph& graph, const BuildOpti
         msg += "the per-op decisions";
       } else {
         Alternative& a = alts[best - 1];
-        msg += a.winograd ? "oneDNN's first choices, Winograd included" : "oneDNN's first choices";
+        msg += a.winograd != MoveWinograd::kNone ? cat("oneDNN's first choices, ", winograd_words(a.winograd))
+                                                 : std::string("oneDNN's first choices");
         bytes = std::move(a.bytes);
         lines = std::move(a.lines);
       }

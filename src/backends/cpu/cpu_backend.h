@@ -180,14 +180,17 @@ std::shared_ptr<Storage> build_decided(const EngineGraph& graph, const BuildOpti
 // timing is greedy (each op timed after the picks before it, its input reorders included),
 // so a near tie early on -- e.g. ResNet's stem on jit:avx512_core's nChw16c instead of
 // brgconv's nhwc -- can keep a whole stage on a layout the next stage reorders away, while
-// oneDNN's first choices agree on one layout. With `winograd_too`, convolutions decided on
-// Ember's Winograd kernels take oneDNN's first choice too (same conditions): those kernels
-// work in a blocked layout, and the reorders into it and back that their neighbours pay were
-// not charged to them. build_engine builds the per-op engine and each distinct alternative,
-// times them whole and keeps the fastest (static engines only).
+// oneDNN's first choices agree on one layout. With `winograd` other than kNone, convolutions
+// decided on Ember's Winograd kernels take oneDNN's first choice too (same conditions): those
+// F(2x2, 3x3) only (kSmallTiles), or every one (kAll). Those kernels work in a blocked layout,
+// and the reorders into it and back that their neighbours pay were not charged to them; the
+// F(4x4, 3x3) ones gain more per layer, so they get an alternative of their own that keeps
+// them. build_engine builds the per-op engine and each distinct alternative, times them
+// whole and keeps the fastest (static engines only).
+enum class MoveWinograd { kNone, kSmallTiles, kAll };
 std::vector<std::string> consistent_layout_decisions(const std::vector<TacticSurvey>& survey,
                                                      const std::vector<std::string>& decisions,
-                                                     bool winograd_too = false);
+                                                     MoveWinograd winograd = MoveWinograd::kNone);
 
 // Whether the CPU backend can put `op` (a normalized op name + dtypes) into an engine;
 // the compiler's partitioner asks this. `reason` receives why not.
