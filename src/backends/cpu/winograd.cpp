@@ -50,11 +50,33 @@ struct PostOp {
   int value = -1;
 };
 
+// Image and tile row / column of tile t.
+struct TileAt {
+  int64_t n, th, tw;
+};
+TileAt tile_at(const Geometry& g, int64_t t) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  return {t / per_image, (t % per_image) / g.tiles_w, t % g.tiles_w};
+}
+
+// One output vector (8 channels at element offset `off` of dst, nChw8c): the post-ops in
+// order, then the store. A sum operand is read before the store: it may share the
+// destination's bytes.
+__attribute__((target("avx2,fma"))) inline void store_output(__m256 y, int64_t off, const std::vector<PostOp>& post_ops,
+                                                              const std::vector<const float*>& operands, float* dst) {
+  for (size_t p = 0; p < post_ops.size(); ++p) {
+    if (post_ops[p].kind == PostOp::kRelu)
+      y = _mm256_max_ps(y, _mm256_setzero_ps());
+    else
+      y = _mm256_fmadd_ps(_mm256_set1_ps(post_ops[p].scale), _mm256_loadu_ps(operands[p] + off), y);
+  }
+  _mm256_storeu_ps(dst + off, y);
+}
+
 // V[pos][i][c] = (Bt d B)[pos] for tile t, the i-th of a block of `block` tiles, channel block `cb`.
 __attribute__((target("avx2,fma"))) void input_transform(const float* src, float* v, const Geometry& g, int64_t t,
                                                          int64_t i_block, int64_t block, int64_t cb) {
-  const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
+  const auto [n, th, tw] = tile_at(g, t);
   const int64_t h0 = th * 2 - g.pad_t, w0 = tw * 2 - g.pad_l;
   const float* base = src + (n * (g.c / kBlock) + cb) * g.h * g.w * kBlock;
   __m256 d[kTile][kTile];
@@ -92,8 +114,7 @@ __attribute__((target("avx2,fma"))) void output_transform(const float* m, const 
                                                           const std::vector<const float*>& operands, float* dst,
                                                           const Geometry& g, int64_t t, int64_t i_block,
                                                           int64_t block, int64_t kc, int64_t kb) {
-  const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
+  const auto [n, th, tw] = tile_at(g, t);
   const int64_t k = kb * kBlock, chunk = k / kc;
   const float* in = m + chunk * kPositions * block * kc + i_block * kc + (k - chunk * kc);
   const int64_t pos_stride = block * kc;
@@ -107,25 +128,16 @@ __attribute__((target("avx2,fma"))) void output_transform(const float* m, const 
     s[i][1] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
   }
   const __m256 b = bias ? _mm256_loadu_ps(bias + kb * kBlock) : _mm256_setzero_ps();
-  const __m256 zero = _mm256_setzero_ps();
   for (int i = 0; i < 2; ++i) {
     const int64_t oh = th * 2 + i;
     if (oh >= g.oh) break;
     for (int j = 0; j < 2; ++j) {
       const int64_t ow = tw * 2 + j;
       if (ow >= g.ow) break;
-      __m256 y = i == 0 ? _mm256_add_ps(_mm256_add_ps(s[0][j], s[1][j]), s[2][j])
-                        : _mm256_sub_ps(_mm256_sub_ps(s[1][j], s[2][j]), s[3][j]);
-      y = _mm256_add_ps(y, b);
+      const __m256 y = i == 0 ? _mm256_add_ps(_mm256_add_ps(s[0][j], s[1][j]), s[2][j])
+                              : _mm256_sub_ps(_mm256_sub_ps(s[1][j], s[2][j]), s[3][j]);
       const int64_t off = ((n * (g.k / kBlock) + kb) * g.oh + oh) * g.ow * kBlock + ow * kBlock;
-      for (size_t p = 0; p < post_ops.size(); ++p) {
-        if (post_ops[p].kind == PostOp::kRelu) {
-          y = _mm256_max_ps(y, zero);
-        } else {  // read before the store below: the operand may share the destination's bytes
-          y = _mm256_fmadd_ps(_mm256_set1_ps(post_ops[p].scale), _mm256_loadu_ps(operands[p] + off), y);
-        }
-      }
-      _mm256_storeu_ps(dst + off, y);
+      store_output(_mm256_add_ps(y, b), off, post_ops, operands, dst);
     }
   }
 }
@@ -209,8 +221,7 @@ __attribute__((target("avx2,fma"))) inline void g6(const __m256* g, __m256* u) {
 // F(4x4, 3x3) counterpart of input_transform: V[pos][i][c] = (Bt d B)[pos], 36 positions.
 __attribute__((target("avx2,fma"))) void input_transform4(const float* src, float* v, const Geometry& g, int64_t t,
                                                           int64_t i_block, int64_t block, int64_t cb) {
-  const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
+  const auto [n, th, tw] = tile_at(g, t);
   const int64_t h0 = th * 4 - g.pad_t, w0 = tw * 4 - g.pad_l;
   const float* base = src + (n * (g.c / kBlock) + cb) * g.h * g.w * kBlock;
   const bool inside = h0 >= 0 && h0 + kTile4 <= g.h && w0 >= 0 && w0 + kTile4 <= g.w;
@@ -241,8 +252,7 @@ __attribute__((target("avx2,fma"))) void output_transform4(const float* m, const
                                                            const std::vector<const float*>& operands, float* dst,
                                                            const Geometry& g, int64_t t, int64_t i_block,
                                                            int64_t block, int64_t kc, int64_t kb) {
-  const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t n = t / per_image, th = (t % per_image) / g.tiles_w, tw = t % g.tiles_w;
+  const auto [n, th, tw] = tile_at(g, t);
   const int64_t k = kb * kBlock, chunk = k / kc;
   const float* in = m + chunk * kPositions4 * block * kc + i_block * kc + (k - chunk * kc);
   const int64_t pos_stride = block * kc;
@@ -253,7 +263,6 @@ __attribute__((target("avx2,fma"))) void output_transform4(const float* m, const
     at6(row, s[i]);
   }
   const __m256 b = bias ? _mm256_loadu_ps(bias + kb * kBlock) : _mm256_setzero_ps();
-  const __m256 zero = _mm256_setzero_ps();
   for (int j = 0; j < 4; ++j) {  // At (M A), column by column
     const int64_t ow = tw * 4 + j;
     if (ow >= g.ow) break;
@@ -263,16 +272,8 @@ __attribute__((target("avx2,fma"))) void output_transform4(const float* m, const
     for (int i = 0; i < 4; ++i) {
       const int64_t oh = th * 4 + i;
       if (oh >= g.oh) break;
-      __m256 r = _mm256_add_ps(y[i], b);
       const int64_t off = ((n * (g.k / kBlock) + kb) * g.oh + oh) * g.ow * kBlock + ow * kBlock;
-      for (size_t p = 0; p < post_ops.size(); ++p) {
-        if (post_ops[p].kind == PostOp::kRelu) {
-          r = _mm256_max_ps(r, zero);
-        } else {  // read before the store below: the operand may share the destination's bytes
-          r = _mm256_fmadd_ps(_mm256_set1_ps(post_ops[p].scale), _mm256_loadu_ps(operands[p] + off), r);
-        }
-      }
-      _mm256_storeu_ps(dst + off, r);
+      store_output(_mm256_add_ps(y[i], b), off, post_ops, operands, dst);
     }
   }
 }
