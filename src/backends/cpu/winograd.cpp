@@ -18,9 +18,7 @@ using dnnl::memory;
 
 constexpr int64_t kBlock = 8;  // channels per nChw8c block = floats per AVX2 register
 constexpr int kTile = 4;       // F(2x2, 3x3): input tile edge (2x2 outputs of a 3x3 filter)
-constexpr int kPositions = kTile * kTile;
-constexpr int kTile4 = 6;  // F(4x4, 3x3): input tile edge (4x4 outputs of a 3x3 filter)
-constexpr int kPositions4 = kTile4 * kTile4;
+constexpr int kTile4 = 6;      // F(4x4, 3x3): input tile edge (4x4 outputs of a 3x3 filter)
 constexpr int kTaps = 9;  // a 3x3 filter
 constexpr size_t kAlign = 64;
 // Bytes of V and M per block of tiles (see WinogradExec), and the fewest tiles per block.
@@ -73,204 +71,143 @@ __attribute__((target("avx2,fma"))) inline void store_output(__m256 y, int64_t o
   _mm256_storeu_ps(dst + off, y);
 }
 
-// V[pos][i][c] = (Bt d B)[pos] for tile t, the i-th of a block of `block` tiles, channel block `cb`.
+// The 1-D transforms of F(kOut x kOut, 3x3), applied to rows and then columns of a tile:
+//   bt: r = Bt d for kIn vectors d (kIn = kOut + 2);
+//   at: y = At m for kIn vectors m (kOut results);
+//   g:  u = G g for three vectors g (kIn results).
+template <int kOut>
+struct Transforms;
+
+// F(2x2, 3x3): 4x4 input tiles, 2x2 output tiles; the matrices hold only 0, +-1 and +-1/2.
+template <>
+struct Transforms<2> {
+  static constexpr int kIn = kTile;
+  __attribute__((target("avx2,fma"))) static void bt(const __m256* d, __m256* r) {
+    r[0] = _mm256_sub_ps(d[0], d[2]);
+    r[1] = _mm256_add_ps(d[1], d[2]);
+    r[2] = _mm256_sub_ps(d[2], d[1]);
+    r[3] = _mm256_sub_ps(d[1], d[3]);
+  }
+  __attribute__((target("avx2,fma"))) static void at(const __m256* m, __m256* y) {
+    y[0] = _mm256_add_ps(_mm256_add_ps(m[0], m[1]), m[2]);
+    y[1] = _mm256_sub_ps(_mm256_sub_ps(m[1], m[2]), m[3]);
+  }
+  __attribute__((target("avx2,fma"))) static void g(const __m256* g, __m256* u) {
+    const __m256 half = _mm256_set1_ps(0.5f);
+    const __m256 outer = _mm256_add_ps(g[0], g[2]);
+    u[0] = g[0];
+    u[1] = _mm256_mul_ps(half, _mm256_add_ps(outer, g[1]));
+    u[2] = _mm256_mul_ps(half, _mm256_sub_ps(outer, g[1]));
+    u[3] = g[2];
+  }
+};
+
+// F(4x4, 3x3): 6x6 input tiles, 4x4 output tiles (Lavin and Gray's points 0, +-1, +-2).
+//   Bt = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+//   G  = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+//   At = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+template <>
+struct Transforms<4> {
+  static constexpr int kIn = kTile4;
+  __attribute__((target("avx2,fma"))) static void bt(const __m256* d, __m256* r) {
+    const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f), five = _mm256_set1_ps(5.f);
+    const __m256 t1 = _mm256_fnmadd_ps(four, d[2], d[4]);  // d4 - 4 d2
+    const __m256 t2 = _mm256_fnmadd_ps(four, d[1], d[3]);  // d3 - 4 d1
+    const __m256 t3 = _mm256_sub_ps(d[4], d[2]);
+    const __m256 t4 = _mm256_mul_ps(two, _mm256_sub_ps(d[3], d[1]));
+    r[0] = _mm256_fmadd_ps(four, d[0], _mm256_fnmadd_ps(five, d[2], d[4]));
+    r[1] = _mm256_add_ps(t1, t2);
+    r[2] = _mm256_sub_ps(t1, t2);
+    r[3] = _mm256_add_ps(t3, t4);
+    r[4] = _mm256_sub_ps(t3, t4);
+    r[5] = _mm256_fmadd_ps(four, d[1], _mm256_fnmadd_ps(five, d[3], d[5]));
+  }
+  __attribute__((target("avx2,fma"))) static void at(const __m256* m, __m256* y) {
+    const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f), eight = _mm256_set1_ps(8.f);
+    const __m256 a = _mm256_add_ps(m[1], m[2]), b = _mm256_sub_ps(m[1], m[2]);
+    const __m256 c = _mm256_add_ps(m[3], m[4]), d = _mm256_sub_ps(m[3], m[4]);
+    y[0] = _mm256_add_ps(_mm256_add_ps(m[0], a), c);
+    y[1] = _mm256_fmadd_ps(two, d, b);
+    y[2] = _mm256_fmadd_ps(four, c, a);
+    y[3] = _mm256_add_ps(_mm256_fmadd_ps(eight, d, b), m[5]);
+  }
+  __attribute__((target("avx2,fma"))) static void g(const __m256* g, __m256* u) {
+    const __m256 quarter = _mm256_set1_ps(0.25f), sixth = _mm256_set1_ps(1.f / 6.f);
+    const __m256 twelfth = _mm256_set1_ps(1.f / 12.f), twentyfourth = _mm256_set1_ps(1.f / 24.f);
+    const __m256 outer = _mm256_add_ps(g[0], g[2]);
+    const __m256 q = _mm256_fmadd_ps(twentyfourth, g[0], _mm256_mul_ps(sixth, g[2]));
+    const __m256 r = _mm256_mul_ps(twelfth, g[1]);
+    u[0] = _mm256_mul_ps(quarter, g[0]);
+    u[1] = _mm256_mul_ps(sixth, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_add_ps(outer, g[1])));
+    u[2] = _mm256_mul_ps(sixth, _mm256_sub_ps(g[1], outer));
+    u[3] = _mm256_add_ps(q, r);
+    u[4] = _mm256_sub_ps(q, r);
+    u[5] = g[2];
+  }
+};
+
+// V[pos][i][c] = (Bt d B)[pos] for tile t, the i-th of a block of `block` tiles, channel block
+// `cb`; kIn x kIn positions.
+template <int kOut>
 __attribute__((target("avx2,fma"))) void input_transform(const float* src, float* v, const Geometry& g, int64_t t,
                                                          int64_t i_block, int64_t block, int64_t cb) {
+  using T = Transforms<kOut>;
+  constexpr int kIn = T::kIn;
   const auto [n, th, tw] = tile_at(g, t);
-  const int64_t h0 = th * 2 - g.pad_t, w0 = tw * 2 - g.pad_l;
+  const int64_t h0 = th * kOut - g.pad_t, w0 = tw * kOut - g.pad_l;
   const float* base = src + (n * (g.c / kBlock) + cb) * g.h * g.w * kBlock;
-  __m256 d[kTile][kTile];
-  const bool inside = h0 >= 0 && h0 + kTile <= g.h && w0 >= 0 && w0 + kTile <= g.w;
-  for (int i = 0; i < kTile; ++i) {
-    for (int j = 0; j < kTile; ++j) {
-      const int64_t hh = h0 + i, ww = w0 + j;
-      d[i][j] = inside || (hh >= 0 && hh < g.h && ww >= 0 && ww < g.w)
-                    ? _mm256_loadu_ps(base + (hh * g.w + ww) * kBlock)
-                    : _mm256_setzero_ps();
+  const bool inside = h0 >= 0 && h0 + kIn <= g.h && w0 >= 0 && w0 + kIn <= g.w;
+  __m256 e[kIn][kIn];  // d B, row by row
+  for (int i = 0; i < kIn; ++i) {
+    __m256 d[kIn];
+    const int64_t hh = h0 + i;
+    for (int j = 0; j < kIn; ++j) {
+      const int64_t ww = w0 + j;
+      d[j] = inside || (hh >= 0 && hh < g.h && ww >= 0 && ww < g.w) ? _mm256_loadu_ps(base + (hh * g.w + ww) * kBlock)
+                                                                      : _mm256_setzero_ps();
     }
-  }
-  __m256 e[kTile][kTile];
-  for (int i = 0; i < kTile; ++i) {  // d B
-    e[i][0] = _mm256_sub_ps(d[i][0], d[i][2]);
-    e[i][1] = _mm256_add_ps(d[i][1], d[i][2]);
-    e[i][2] = _mm256_sub_ps(d[i][2], d[i][1]);
-    e[i][3] = _mm256_sub_ps(d[i][1], d[i][3]);
+    T::bt(d, e[i]);
   }
   float* out = v + i_block * g.c + cb * kBlock;
   const int64_t pos_stride = block * g.c;
-  for (int j = 0; j < kTile; ++j) {  // Bt (d B)
-    _mm256_storeu_ps(out + (0 * kTile + j) * pos_stride, _mm256_sub_ps(e[0][j], e[2][j]));
-    _mm256_storeu_ps(out + (1 * kTile + j) * pos_stride, _mm256_add_ps(e[1][j], e[2][j]));
-    _mm256_storeu_ps(out + (2 * kTile + j) * pos_stride, _mm256_sub_ps(e[2][j], e[1][j]));
-    _mm256_storeu_ps(out + (3 * kTile + j) * pos_stride, _mm256_sub_ps(e[1][j], e[3][j]));
+  for (int j = 0; j < kIn; ++j) {  // Bt (d B), column by column
+    __m256 col[kIn], r[kIn];
+    for (int i = 0; i < kIn; ++i) col[i] = e[i][j];
+    T::bt(col, r);
+    for (int i = 0; i < kIn; ++i) _mm256_storeu_ps(out + (i * kIn + j) * pos_stride, r[i]);
   }
 }
 
 // dst tile = At M A + bias, then the post-ops, for tile t (the i-th of a block of `block`
 // tiles in M) and output channel block kb. M is stored in chunks of kc output channels, each
-// [16][block][kc] (kc = K: one chunk).
+// [kIn * kIn][block][kc] (kc = K: one chunk).
+template <int kOut>
 __attribute__((target("avx2,fma"))) void output_transform(const float* m, const float* bias,
                                                           const std::vector<PostOp>& post_ops,
                                                           const std::vector<const float*>& operands, float* dst,
                                                           const Geometry& g, int64_t t, int64_t i_block,
                                                           int64_t block, int64_t kc, int64_t kb) {
+  using T = Transforms<kOut>;
+  constexpr int kIn = T::kIn;
   const auto [n, th, tw] = tile_at(g, t);
   const int64_t k = kb * kBlock, chunk = k / kc;
-  const float* in = m + chunk * kPositions * block * kc + i_block * kc + (k - chunk * kc);
+  const float* in = m + chunk * kIn * kIn * block * kc + i_block * kc + (k - chunk * kc);
   const int64_t pos_stride = block * kc;
-  __m256 s[kTile][2];
-  for (int i = 0; i < kTile; ++i) {  // M A
-    const __m256 m0 = _mm256_loadu_ps(in + (i * kTile + 0) * pos_stride);
-    const __m256 m1 = _mm256_loadu_ps(in + (i * kTile + 1) * pos_stride);
-    const __m256 m2 = _mm256_loadu_ps(in + (i * kTile + 2) * pos_stride);
-    const __m256 m3 = _mm256_loadu_ps(in + (i * kTile + 3) * pos_stride);
-    s[i][0] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
-    s[i][1] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+  __m256 s[kIn][kOut];  // M A, row by row
+  for (int i = 0; i < kIn; ++i) {
+    __m256 row[kIn];
+    for (int j = 0; j < kIn; ++j) row[j] = _mm256_loadu_ps(in + (i * kIn + j) * pos_stride);
+    T::at(row, s[i]);
   }
   const __m256 b = bias ? _mm256_loadu_ps(bias + kb * kBlock) : _mm256_setzero_ps();
-  for (int i = 0; i < 2; ++i) {
-    const int64_t oh = th * 2 + i;
-    if (oh >= g.oh) break;
-    for (int j = 0; j < 2; ++j) {
-      const int64_t ow = tw * 2 + j;
-      if (ow >= g.ow) break;
-      const __m256 y = i == 0 ? _mm256_add_ps(_mm256_add_ps(s[0][j], s[1][j]), s[2][j])
-                              : _mm256_sub_ps(_mm256_sub_ps(s[1][j], s[2][j]), s[3][j]);
-      const int64_t off = ((n * (g.k / kBlock) + kb) * g.oh + oh) * g.ow * kBlock + ow * kBlock;
-      store_output(_mm256_add_ps(y, b), off, post_ops, operands, dst);
-    }
-  }
-}
-
-// U[pos][c][k..k+8) = (G g Gt)[pos] from filters stored as g[9][C][K] (tap-major), for
-// input channel c and output channels [k, k + 8): the per-run transform of the compact form,
-// into a chunk of U laid out [16][C][kc] whose column 0 is output channel k0.
-__attribute__((target("avx2,fma"))) void filter_transform(const float* g9, float* u, int64_t c_n, int64_t k_n,
-                                                          int64_t kc, int64_t k0, int64_t c, int64_t k) {
-  const int64_t tap_stride = c_n * k_n;
-  const float* in = g9 + c * k_n + k;
-  const __m256 half = _mm256_set1_ps(0.5f);
-  __m256 t[kTile][3];  // G g: rows of the filter combined
-  for (int j = 0; j < 3; ++j) {
-    const __m256 r0 = _mm256_loadu_ps(in + (0 * 3 + j) * tap_stride);
-    const __m256 r1 = _mm256_loadu_ps(in + (1 * 3 + j) * tap_stride);
-    const __m256 r2 = _mm256_loadu_ps(in + (2 * 3 + j) * tap_stride);
-    const __m256 outer = _mm256_add_ps(r0, r2);
-    t[0][j] = r0;
-    t[1][j] = _mm256_mul_ps(half, _mm256_add_ps(outer, r1));
-    t[2][j] = _mm256_mul_ps(half, _mm256_sub_ps(outer, r1));
-    t[3][j] = r2;
-  }
-  const int64_t pos_stride = c_n * kc;
-  float* out = u + c * kc + (k - k0);
-  for (int i = 0; i < kTile; ++i) {  // (G g) Gt
-    const __m256 outer = _mm256_add_ps(t[i][0], t[i][2]);
-    _mm256_storeu_ps(out + (i * kTile + 0) * pos_stride, t[i][0]);
-    _mm256_storeu_ps(out + (i * kTile + 1) * pos_stride, _mm256_mul_ps(half, _mm256_add_ps(outer, t[i][1])));
-    _mm256_storeu_ps(out + (i * kTile + 2) * pos_stride, _mm256_mul_ps(half, _mm256_sub_ps(outer, t[i][1])));
-    _mm256_storeu_ps(out + (i * kTile + 3) * pos_stride, t[i][2]);
-  }
-}
-
-// ---- F(4x4, 3x3): 6x6 input tiles, 4x4 output tiles (Lavin and Gray's points 0, +-1, +-2).
-//   Bt = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
-//   G  = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
-//   At = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
-
-// r = Bt d for six vectors d.
-__attribute__((target("avx2,fma"))) inline void bt6(const __m256* d, __m256* r) {
-  const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f), five = _mm256_set1_ps(5.f);
-  const __m256 t1 = _mm256_fnmadd_ps(four, d[2], d[4]);  // d4 - 4 d2
-  const __m256 t2 = _mm256_fnmadd_ps(four, d[1], d[3]);  // d3 - 4 d1
-  const __m256 t3 = _mm256_sub_ps(d[4], d[2]);
-  const __m256 t4 = _mm256_mul_ps(two, _mm256_sub_ps(d[3], d[1]));
-  r[0] = _mm256_fmadd_ps(four, d[0], _mm256_fnmadd_ps(five, d[2], d[4]));
-  r[1] = _mm256_add_ps(t1, t2);
-  r[2] = _mm256_sub_ps(t1, t2);
-  r[3] = _mm256_add_ps(t3, t4);
-  r[4] = _mm256_sub_ps(t3, t4);
-  r[5] = _mm256_fmadd_ps(four, d[1], _mm256_fnmadd_ps(five, d[3], d[5]));
-}
-
-// y = At m for six vectors m (four results).
-__attribute__((target("avx2,fma"))) inline void at6(const __m256* m, __m256* y) {
-  const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f), eight = _mm256_set1_ps(8.f);
-  const __m256 a = _mm256_add_ps(m[1], m[2]), b = _mm256_sub_ps(m[1], m[2]);
-  const __m256 c = _mm256_add_ps(m[3], m[4]), d = _mm256_sub_ps(m[3], m[4]);
-  y[0] = _mm256_add_ps(_mm256_add_ps(m[0], a), c);
-  y[1] = _mm256_fmadd_ps(two, d, b);
-  y[2] = _mm256_fmadd_ps(four, c, a);
-  y[3] = _mm256_add_ps(_mm256_fmadd_ps(eight, d, b), m[5]);
-}
-
-// u = G g for three vectors g (six results).
-__attribute__((target("avx2,fma"))) inline void g6(const __m256* g, __m256* u) {
-  const __m256 quarter = _mm256_set1_ps(0.25f), sixth = _mm256_set1_ps(1.f / 6.f);
-  const __m256 twelfth = _mm256_set1_ps(1.f / 12.f), twentyfourth = _mm256_set1_ps(1.f / 24.f);
-  const __m256 outer = _mm256_add_ps(g[0], g[2]);
-  const __m256 q = _mm256_fmadd_ps(twentyfourth, g[0], _mm256_mul_ps(sixth, g[2]));
-  const __m256 r = _mm256_mul_ps(twelfth, g[1]);
-  u[0] = _mm256_mul_ps(quarter, g[0]);
-  u[1] = _mm256_mul_ps(sixth, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_add_ps(outer, g[1])));
-  u[2] = _mm256_mul_ps(sixth, _mm256_sub_ps(g[1], outer));
-  u[3] = _mm256_add_ps(q, r);
-  u[4] = _mm256_sub_ps(q, r);
-  u[5] = g[2];
-}
-
-// F(4x4, 3x3) counterpart of input_transform: V[pos][i][c] = (Bt d B)[pos], 36 positions.
-__attribute__((target("avx2,fma"))) void input_transform4(const float* src, float* v, const Geometry& g, int64_t t,
-                                                          int64_t i_block, int64_t block, int64_t cb) {
-  const auto [n, th, tw] = tile_at(g, t);
-  const int64_t h0 = th * 4 - g.pad_t, w0 = tw * 4 - g.pad_l;
-  const float* base = src + (n * (g.c / kBlock) + cb) * g.h * g.w * kBlock;
-  const bool inside = h0 >= 0 && h0 + kTile4 <= g.h && w0 >= 0 && w0 + kTile4 <= g.w;
-  __m256 e[kTile4][kTile4];  // d B, row by row
-  for (int i = 0; i < kTile4; ++i) {
-    __m256 d[kTile4];
-    const int64_t hh = h0 + i;
-    for (int j = 0; j < kTile4; ++j) {
-      const int64_t ww = w0 + j;
-      d[j] = inside || (hh >= 0 && hh < g.h && ww >= 0 && ww < g.w) ? _mm256_loadu_ps(base + (hh * g.w + ww) * kBlock)
-                                                                      : _mm256_setzero_ps();
-    }
-    bt6(d, e[i]);
-  }
-  float* out = v + i_block * g.c + cb * kBlock;
-  const int64_t pos_stride = block * g.c;
-  for (int j = 0; j < kTile4; ++j) {  // Bt (d B), column by column
-    __m256 col[kTile4], r[kTile4];
-    for (int i = 0; i < kTile4; ++i) col[i] = e[i][j];
-    bt6(col, r);
-    for (int i = 0; i < kTile4; ++i) _mm256_storeu_ps(out + (i * kTile4 + j) * pos_stride, r[i]);
-  }
-}
-
-// F(4x4, 3x3) counterpart of output_transform: dst tile = At M A + bias, then the post-ops.
-__attribute__((target("avx2,fma"))) void output_transform4(const float* m, const float* bias,
-                                                           const std::vector<PostOp>& post_ops,
-                                                           const std::vector<const float*>& operands, float* dst,
-                                                           const Geometry& g, int64_t t, int64_t i_block,
-                                                           int64_t block, int64_t kc, int64_t kb) {
-  const auto [n, th, tw] = tile_at(g, t);
-  const int64_t k = kb * kBlock, chunk = k / kc;
-  const float* in = m + chunk * kPositions4 * block * kc + i_block * kc + (k - chunk * kc);
-  const int64_t pos_stride = block * kc;
-  __m256 s[kTile4][4];  // M A, row by row
-  for (int i = 0; i < kTile4; ++i) {
-    __m256 row[kTile4];
-    for (int j = 0; j < kTile4; ++j) row[j] = _mm256_loadu_ps(in + (i * kTile4 + j) * pos_stride);
-    at6(row, s[i]);
-  }
-  const __m256 b = bias ? _mm256_loadu_ps(bias + kb * kBlock) : _mm256_setzero_ps();
-  for (int j = 0; j < 4; ++j) {  // At (M A), column by column
-    const int64_t ow = tw * 4 + j;
+  for (int j = 0; j < kOut; ++j) {  // At (M A), column by column; partial tiles at the edges cut
+    const int64_t ow = tw * kOut + j;
     if (ow >= g.ow) break;
-    __m256 col[kTile4], y[4];
-    for (int i = 0; i < kTile4; ++i) col[i] = s[i][j];
-    at6(col, y);
-    for (int i = 0; i < 4; ++i) {
-      const int64_t oh = th * 4 + i;
+    __m256 col[kIn], y[kOut];
+    for (int i = 0; i < kIn; ++i) col[i] = s[i][j];
+    T::at(col, y);
+    for (int i = 0; i < kOut; ++i) {
+      const int64_t oh = th * kOut + i;
       if (oh >= g.oh) break;
       const int64_t off = ((n * (g.k / kBlock) + kb) * g.oh + oh) * g.ow * kBlock + ow * kBlock;
       store_output(_mm256_add_ps(y[i], b), off, post_ops, operands, dst);
@@ -278,24 +215,29 @@ __attribute__((target("avx2,fma"))) void output_transform4(const float* m, const
   }
 }
 
-// F(4x4, 3x3) counterpart of filter_transform: U[pos][c][k..k+8) = (G g Gt)[pos], 36 positions.
-__attribute__((target("avx2,fma"))) void filter_transform4(const float* g9, float* u, int64_t c_n, int64_t k_n,
-                                                           int64_t kc, int64_t k0, int64_t c, int64_t k) {
+// U[pos][c][k..k+8) = (G g Gt)[pos] from filters stored as g[9][C][K] (tap-major), for
+// input channel c and output channels [k, k + 8): the per-run transform of the compact form,
+// into a chunk of U laid out [kIn * kIn][C][kc] whose column 0 is output channel k0.
+template <int kOut>
+__attribute__((target("avx2,fma"))) void filter_transform(const float* g9, float* u, int64_t c_n, int64_t k_n,
+                                                          int64_t kc, int64_t k0, int64_t c, int64_t k) {
+  using T = Transforms<kOut>;
+  constexpr int kIn = T::kIn;
   const int64_t tap_stride = c_n * k_n;
   const float* in = g9 + c * k_n + k;
-  __m256 t[kTile4][3];  // G g, column by column
+  __m256 t[kIn][3];  // G g, column by column
   for (int j = 0; j < 3; ++j) {
-    __m256 col[3], r[kTile4];
+    __m256 col[3], r[kIn];
     for (int i = 0; i < 3; ++i) col[i] = _mm256_loadu_ps(in + (i * 3 + j) * tap_stride);
-    g6(col, r);
-    for (int i = 0; i < kTile4; ++i) t[i][j] = r[i];
+    T::g(col, r);
+    for (int i = 0; i < kIn; ++i) t[i][j] = r[i];
   }
   const int64_t pos_stride = c_n * kc;
   float* out = u + c * kc + (k - k0);
-  for (int i = 0; i < kTile4; ++i) {  // (G g) Gt, row by row
-    __m256 r[kTile4];
-    g6(t[i], r);
-    for (int j = 0; j < kTile4; ++j) _mm256_storeu_ps(out + (i * kTile4 + j) * pos_stride, r[j]);
+  for (int i = 0; i < kIn; ++i) {  // (G g) Gt, row by row
+    __m256 r[kIn];
+    T::g(t[i], r);
+    for (int j = 0; j < kIn; ++j) _mm256_storeu_ps(out + (i * kIn + j) * pos_stride, r[j]);
   }
 }
 
@@ -400,7 +342,7 @@ class WinogradExec final : public StepExec {
       const int64_t b = std::min(block_, g.tiles - first);
       const Matmul& mm = b == block_ ? full_ : tail_;
 
-      const auto in_transform = tile_ == 4 ? input_transform4 : input_transform;
+      const auto in_transform = tile_ == 4 ? input_transform<4> : input_transform<2>;
 #pragma omp parallel for schedule(static)
       for (int64_t item = 0; item < b * cblocks; ++item)
         in_transform(src, v, g, first + item / cblocks, item / cblocks, b, item % cblocks);
@@ -411,7 +353,7 @@ class WinogradExec final : public StepExec {
         // The compact form transforms each chunk before its matmul; one chunk (kc = K) is
         // transformed once per run and stays in the scratch for every block of tiles.
         if (compact_ && (kc < g.k || first == 0)) {
-          const auto transform = tile_ == 4 ? filter_transform4 : filter_transform;
+          const auto transform = tile_ == 4 ? filter_transform<4> : filter_transform<2>;
 #pragma omp parallel for schedule(static)
           for (int64_t item = 0; item < g.c * chunk_blocks; ++item)
             transform(u_, u_run, g.c, g.k, kc, k0, item / chunk_blocks, k0 + (item % chunk_blocks) * kBlock);
@@ -424,7 +366,7 @@ class WinogradExec final : public StepExec {
         st.stream->wait();
       }
 
-      const auto out_transform = tile_ == 4 ? output_transform4 : output_transform;
+      const auto out_transform = tile_ == 4 ? output_transform<4> : output_transform<2>;
 #pragma omp parallel for schedule(static)
       for (int64_t item = 0; item < b * kblocks; ++item)
         out_transform(m, bias_, post_ops_, operands, dst, g, first + item / kblocks, item / kblocks, b, kc,
