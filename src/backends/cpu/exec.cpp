@@ -633,16 +633,18 @@ std::shared_ptr<Prepared> prepare_layout(const Plan& plan, const std::map<std::s
 }
 
 KernelCreation::KernelCreation(Prepared& p)
-    : p_(p), execs_(p.env.plan->steps.size()), errors_(p.env.plan->steps.size()) {}
+    : p_(p), execs_(p.env.plan->steps.size()), errors_(p.env.plan->steps.size()), ms_(p.env.plan->steps.size()) {}
 
 bool KernelCreation::step() {
   const size_t k = next_.fetch_add(1);
   if (k >= execs_.size()) return false;
+  const auto t0 = std::chrono::steady_clock::now();
   try {
     execs_[k] = make_step_exec(p_.env.plan->steps[k], p_.env);
   } catch (...) {
     errors_[k] = std::current_exception();
   }
+  ms_[k] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return true;
 }
 
@@ -651,6 +653,12 @@ void KernelCreation::finish() {
   }
   for (const std::exception_ptr& e : errors_)
     if (e) std::rethrow_exception(e);
+  if (log_level() <= LogLevel::kDebug) {
+    std::string per_step;
+    for (size_t k = 0; k < ms_.size(); ++k)
+      per_step += cat(k == 0 ? "" : ", ", p_.env.plan->steps[k].name, " ", ms_[k]);
+    log_debug("kernel creation per step (ms): ", per_step);
+  }
   p_.steps = std::move(execs_);
   p_.scratch_bytes = 0;
   for (const auto& e : p_.steps) p_.scratch_bytes = std::max(p_.scratch_bytes, e->scratch_bytes);

@@ -92,6 +92,7 @@ class KernelCreation {
   Prepared& p_;
   std::vector<std::unique_ptr<StepExec>> execs_;
   std::vector<std::exception_ptr> errors_;
+  std::vector<double> ms_;  // each step's creation time, for the debug log
   std::atomic<size_t> next_{0};
 };
 
