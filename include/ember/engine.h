@@ -42,7 +42,7 @@ inline constexpr uint16_t kEngineFormatMajor = 1;
 // 1.1: CPU plans may hold "winograd" steps; 1.2: a winograd step's weights may be the
 // filters [9, C, K] (transformed per run) instead of the transformed filters [16, C, K],
 // and sections may carry a chunked checksum (kSectionFlagChunkedChecksum).
-inline constexpr uint16_t kEngineFormatMinor = 3;
+inline constexpr uint16_t kEngineFormatMinor = 4;
 inline constexpr uint32_t kEngineHeaderSize = 64;  // v1.0 header size
 inline constexpr uint32_t kEngineSectionRecordSize = 64;
 inline constexpr uint32_t kEngineSectionAlignment = 64;  // minimum alignment of every section

@@ -655,6 +655,21 @@ void PrintTo(const WinogradCase& c, std::ostream* os) {
 
 class WinogradTest : public ::testing::TestWithParam<WinogradCase> {};
 
+std::shared_ptr<Storage> rewrite(const std::shared_ptr<Storage>& bytes, const std::function<void(EngineMeta&)>& meta_fn,
+                                 const std::function<void(Json&)>& plan_fn, const std::string* raw_plan = nullptr);
+
+// The engine with every nChw8c value of its plan in nhwc instead: the Winograd step then reads
+// and writes nhwc, the reorders around it convert to and from it.
+std::shared_ptr<Storage> winograd_in_nhwc(const std::shared_ptr<Storage>& bytes) {
+  return rewrite(bytes, nullptr, [](Json& j) {
+    for (Json& v : j["values"]) {
+      if (!v.contains("desc") || v["dims"].size() != 4) continue;
+      const Shape dims = v["dims"].get<Shape>();
+      if (v["desc"] == desc_to_json(winograd_layout(dims, false))) v["desc"] = desc_to_json(winograd_layout(dims, true));
+    }
+  });
+}
+
 // The Winograd tactic, forced, against the reference convolution: partial 2x2 tiles (odd
 // output sizes), no padding, outputs smaller than a tile, C != K, a residual sum whose
 // operand the memory plan may place at the destination's bytes, tiles in several blocks.
@@ -713,6 +728,10 @@ TEST_P(WinogradTest, MatchesReferenceConvolution) {
     auto again = Engine::load(bytes, "again.engine");
     EXPECT_TRUE(bitwise_equal(again->run({in, res}).at(0), out.at(0)));
     EXPECT_TRUE(bitwise_equal(again->run({in, res}).at(0), out.at(0)));
+    // The same step in nhwc (the residual operand too): the same arithmetic in the same order,
+    // so bitwise the same outputs.
+    auto nhwc = Engine::load(winograd_in_nhwc(bytes), "nhwc.engine");
+    EXPECT_TRUE(bitwise_equal(nhwc->run({in, res}).at(0), out.at(0)));
   }
 }
 
@@ -792,6 +811,8 @@ TEST(CpuBackendTactics, WinogradInADynamicResidualNetwork) {
   EXPECT_EQ(t["block.conv1"], "winograd4x4_compact");
   EXPECT_EQ(t["block2.conv2"], "winograd4x4");
   check_residual(bytes, want, inputs, describe_forced(o.force_tactics));
+  // The same steps in nhwc, relaid out for each batch size.
+  check_residual(winograd_in_nhwc(bytes), want, inputs, describe_forced(o.force_tactics) + " in nhwc");
 }
 
 // A timed build with one quick round and no weight growth; progress lines go to *progress.
@@ -1266,7 +1287,7 @@ TEST(CpuBackend, SerializeLoadRunIsBitwiseIdentical) {
 // Re-writes an engine with edited meta / plan text (checksums recomputed, so only the
 // plan's own validation can catch the damage).
 std::shared_ptr<Storage> rewrite(const std::shared_ptr<Storage>& bytes, const std::function<void(EngineMeta&)>& meta_fn,
-                                 const std::function<void(Json&)>& plan_fn, const std::string* raw_plan = nullptr) {
+                                 const std::function<void(Json&)>& plan_fn, const std::string* raw_plan) {
   EngineView v = EngineView::parse(bytes, "original");
   EngineMeta meta = v.meta();
   if (meta_fn) meta_fn(meta);
@@ -1393,6 +1414,15 @@ TEST(CpuBackend, CorruptWinogradStepIsAnError) {
                         if (st["kind"] == "winograd") j["values"][st["inputs"][0].get<int>()]["desc"] = j["values"][0]["desc"];
                     }),
                     ErrorCode::kCorrupt, "nChw8c");
+  // Its source in nhwc, its destination still in nChw8c.
+  expect_load_error(rewrite(bytes, nullptr, [](Json& j) {
+                      for (const Json& st : j["steps"])
+                        if (st["kind"] == "winograd") {
+                          Json& v = j["values"][st["inputs"][0].get<int>()];
+                          v["desc"] = desc_to_json(winograd_layout(v["dims"].get<Shape>(), true));
+                        }
+                    }),
+                    ErrorCode::kCorrupt, "both in nhwc");
 }
 
 TEST(CpuBackendTactics, TimedRoundsPickTheFastestMinimum) {

@@ -880,10 +880,15 @@ void EngineBuilder::conv(const FusedOp& op) {
     if (bias) consts.push_back(*bias);
     finish_ref(op, ref_step(op, "torch.ops.aten.convolution.default", std::move(args), {x}, consts));
   };
-  // Winograd F(2x2, 3x3) or F(4x4, 3x3) in nChw8c; post-ops limited to what its output
-  // transform applies.
+  // Winograd F(2x2, 3x3) or F(4x4, 3x3); post-ops limited to what its output transform
+  // applies. It works in nhwc where its source already is in nhwc (oneDNN's AVX-512
+  // convolutions and pooling write it), else in nChw8c (its AVX2 ones): either way no reorder
+  // where it sits between two of oneDNN's kernels of the same kind.
+  const int x_now = current_.at(x);
+  const bool winograd_nhwc =
+      x_now >= 0 && plan_.values[x_now].has_desc && desc_of(x_now) == winograd_layout(xd, true);
   auto emit_winograd = [&](bool compact, int tile) {
-    emit_step("winograd", winograd_layout(xd), winograd_layout(yd), [&] {
+    emit_step("winograd", winograd_layout(xd, winograd_nhwc), winograd_layout(yd, winograd_nhwc), [&] {
       return add_plain_blob(compact ? winograd_filters(w) : winograd_transform_weights(w, tile));
     });
     plan_.steps.back().tile = tile;

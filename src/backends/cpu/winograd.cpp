@@ -34,12 +34,23 @@ constexpr int64_t kChunkBytes = int64_t{4} << 20;
 
 size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
+// Where 8-channel vectors lie in an image tensor: element (n, block of 8 channels cb, pixel p)
+// at n * image + cb * block + p * pixel, channel c % 8 next to it. nChw8c: pixel 8, block
+// H * W * 8; nhwc: pixel C, block 8. The transforms read and write both with the same code.
+struct VectorStrides {
+  int64_t image, block, pixel;
+};
+VectorStrides vector_strides(int64_t channels, int64_t pixels, bool nhwc) {
+  return nhwc ? VectorStrides{pixels * channels, kBlock, channels} : VectorStrides{pixels * channels, pixels * kBlock, kBlock};
+}
+
 // Geometry of one run, from the value dims.
 struct Geometry {
   int64_t n, c, h, w, k, oh, ow;
   int64_t pad_t, pad_l;
   int64_t tiles_h, tiles_w, tiles;  // tiles = n * tiles_h * tiles_w
   int64_t positions;                  // input tile elements: 16 (F(2x2, 3x3)) or 36 (F(4x4, 3x3))
+  VectorStrides src, dst;
 };
 
 struct PostOp {
@@ -57,7 +68,7 @@ TileAt tile_at(const Geometry& g, int64_t t) {
   return {t / per_image, (t % per_image) / g.tiles_w, t % g.tiles_w};
 }
 
-// One output vector (8 channels at element offset `off` of dst, nChw8c): the post-ops in
+// One output vector (8 channels at element offset `off` of dst): the post-ops in
 // order, then the store. A sum operand is read before the store: it may share the
 // destination's bytes.
 __attribute__((target("avx2,fma"))) inline void store_output(__m256 y, int64_t off, const std::vector<PostOp>& post_ops,
@@ -155,7 +166,7 @@ __attribute__((target("avx2,fma"))) void input_transform(const float* src, float
   constexpr int kIn = T::kIn;
   const auto [n, th, tw] = tile_at(g, t);
   const int64_t h0 = th * kOut - g.pad_t, w0 = tw * kOut - g.pad_l;
-  const float* base = src + (n * (g.c / kBlock) + cb) * g.h * g.w * kBlock;
+  const float* base = src + n * g.src.image + cb * g.src.block;
   const bool inside = h0 >= 0 && h0 + kIn <= g.h && w0 >= 0 && w0 + kIn <= g.w;
   __m256 e[kIn][kIn];  // d B, row by row
   for (int i = 0; i < kIn; ++i) {
@@ -163,7 +174,7 @@ __attribute__((target("avx2,fma"))) void input_transform(const float* src, float
     const int64_t hh = h0 + i;
     for (int j = 0; j < kIn; ++j) {
       const int64_t ww = w0 + j;
-      d[j] = inside || (hh >= 0 && hh < g.h && ww >= 0 && ww < g.w) ? _mm256_loadu_ps(base + (hh * g.w + ww) * kBlock)
+      d[j] = inside || (hh >= 0 && hh < g.h && ww >= 0 && ww < g.w) ? _mm256_loadu_ps(base + (hh * g.w + ww) * g.src.pixel)
                                                                       : _mm256_setzero_ps();
     }
     T::bt(d, e[i]);
@@ -209,7 +220,7 @@ __attribute__((target("avx2,fma"))) void output_transform(const float* m, const 
     for (int i = 0; i < kOut; ++i) {
       const int64_t oh = th * kOut + i;
       if (oh >= g.oh) break;
-      const int64_t off = ((n * (g.k / kBlock) + kb) * g.oh + oh) * g.ow * kBlock + ow * kBlock;
+      const int64_t off = n * g.dst.image + kb * g.dst.block + (oh * g.ow + ow) * g.dst.pixel;
       store_output(_mm256_add_ps(y[i], b), off, post_ops, operands, dst);
     }
   }
@@ -268,13 +279,17 @@ class WinogradExec final : public StepExec {
                 s.tile);
     tile_ = s.tile;
     const int64_t positions = (tile_ + 2) * (tile_ + 2);
-    g_ = {xd[0], xd[1], xd[2], xd[3], yd[1], yd[2], yd[3], s.pad_l[0], s.pad_l[1], 0, 0, 0, positions};
+    g_ = {xd[0], xd[1], xd[2], xd[3], yd[1], yd[2], yd[3], s.pad_l[0], s.pad_l[1], 0, 0, 0, positions, {}, {}};
     EMBER_CHECK(g_.oh == g_.h + s.pad_l[0] + s.pad_r[0] - 2 && g_.ow == g_.w + s.pad_l[1] + s.pad_r[1] - 2 &&
                     g_.oh > 0 && g_.ow > 0,
                 ErrorCode::kCorrupt, "destination ", shape_str(yd), " does not match a 3x3 stride-1 convolution of ",
                 shape_str(xd), " with padding ", shape_str(s.pad_l), "/", shape_str(s.pad_r));
-    EMBER_CHECK(env.descs.at(in_) == winograd_layout(xd) && env.descs.at(out_) == winograd_layout(yd),
-                ErrorCode::kCorrupt, "source and destination must be in the nChw8c layout");
+    const bool nhwc = env.descs.at(in_) == winograd_layout(xd, true);
+    EMBER_CHECK((nhwc || env.descs.at(in_) == winograd_layout(xd, false)) && env.descs.at(out_) == winograd_layout(yd, nhwc),
+                ErrorCode::kCorrupt, "source and destination must both be in the nChw8c layout or both in nhwc");
+    g_.src = vector_strides(g_.c, g_.h * g_.w, nhwc);
+    g_.dst = vector_strides(g_.k, g_.oh * g_.ow, nhwc);
+    layout_ = nhwc ? "nhwc" : "nChw8c";
     g_.tiles_h = (g_.oh + tile_ - 1) / tile_;
     g_.tiles_w = (g_.ow + tile_ - 1) / tile_;
     g_.tiles = g_.n * g_.tiles_h * g_.tiles_w;
@@ -323,7 +338,8 @@ class WinogradExec final : public StepExec {
     m_offset_ = v_offset_ + align_up(static_cast<size_t>(positions * block_ * g_.c) * sizeof(float));
     pad_offset_ = m_offset_ + align_up(static_cast<size_t>(positions * block_ * g_.k) * sizeof(float));
     scratch_bytes = pad_offset_ + align_up(pad_bytes);
-    impl = cat("winograd_", tile_, "x", tile_, "_3x3:avx2+", compact_ ? "per_run_filter_transform+" : "", full_.impl);
+    impl = cat("winograd_", tile_, "x", tile_, "_3x3:avx2:", layout_, "+", compact_ ? "per_run_filter_transform+" : "",
+               full_.impl);
   }
 
   void run(RunState& st) const override {
@@ -401,6 +417,7 @@ class WinogradExec final : public StepExec {
   int in_, out_;
   int64_t tile_ = 2;  // output tile edge: 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3))
   Geometry g_{};
+  const char* layout_ = "";
   const float* u_ = nullptr;  // U [16, C, K], or with compact_ the filters g [9, C, K]
   bool compact_ = false;
   const float* bias_ = nullptr;
@@ -491,8 +508,9 @@ Tensor winograd_filters(const Tensor& weight) {
   return g;
 }
 
-memory::desc winograd_layout(const Shape& dims) {
-  return memory::desc(memory::dims(dims.begin(), dims.end()), memory::data_type::f32, memory::format_tag::nChw8c);
+memory::desc winograd_layout(const Shape& dims, bool nhwc) {
+  return memory::desc(memory::dims(dims.begin(), dims.end()), memory::data_type::f32,
+                      nhwc ? memory::format_tag::nhwc : memory::format_tag::nChw8c);
 }
 
 std::unique_ptr<StepExec> make_winograd_exec(const PlanStep& step, const ExecEnv& env) {

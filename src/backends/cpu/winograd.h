@@ -13,9 +13,10 @@
 // engine in place of the filter, as [16, C, K] (16/9 of the filter bytes), or -- the compact
 // form -- the filters are stored tap-major as [9, C, K] (the filter bytes, reordered) and U is
 // computed at the start of every run into the step's scratch (vectorized over K; about
-// 3 % of the step's arithmetic for a 3x3 layer, more memory traffic where C x K is large). Source and destination are in oneDNN's nChw8c layout
-// (8 channels innermost, one AVX2 register), the layout oneDNN's AVX2 convolutions use, so a
-// Winograd step between two of them needs no reorder. Bias, a residual sum and ReLU are
+// 3 % of the step's arithmetic for a 3x3 layer, more memory traffic where C x K is large).
+// Source and destination are both in oneDNN's nChw8c layout (8 channels innermost, one AVX2
+// register; what oneDNN's AVX2 convolutions use) or both in nhwc (what its AVX-512 ones use),
+// so a Winograd step between two of either needs no reorder. Bias, a residual sum and ReLU are
 // applied in the output transform. The builder times this kernel against oneDNN's and keeps
 // the faster (docs/cpu-backend.md).
 #pragma once
@@ -50,8 +51,9 @@ Tensor winograd_transform_weights(const Tensor& weight, int tile = 2);
 // The compact form's filters: [K, C, 3, 3] float32 -> [9, C, K] float32 (tap-major).
 Tensor winograd_filters(const Tensor& weight);
 
-// The layout of a Winograd step's source and destination: nChw8c.
-dnnl::memory::desc winograd_layout(const Shape& dims);
+// A layout a Winograd step reads and writes: nChw8c, or nhwc (`nhwc`); source and
+// destination share it.
+dnnl::memory::desc winograd_layout(const Shape& dims, bool nhwc);
 
 // The kernel of a "winograd" plan step (validates the step against `env`; kCorrupt names
 // what does not fit).
