@@ -801,6 +801,9 @@ std::vector<std::string> isa_features_of_impl(const std::string& impl) {
   } else if (contains("sse41")) {
     add({"sse4_1"});
   }
+  // Ember's Winograd transforms need AVX2 and FMA whatever the batched matmul after them runs
+  // on (on a host with AVX-512 they run 16 channels a register instead of 8: same outputs).
+  if (impl.starts_with("winograd_")) add({"avx", "avx2", "fma"});
   return f;
 }
 

@@ -34,14 +34,15 @@ constexpr int64_t kChunkBytes = int64_t{4} << 20;
 
 size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
-// Where 8-channel vectors lie in an image tensor: element (n, block of 8 channels cb, pixel p)
-// at n * image + cb * block + p * pixel, channel c % 8 next to it. nChw8c: pixel 8, block
-// H * W * 8; nhwc: pixel C, block 8. The transforms read and write both with the same code.
+// Where vectors of `width` channels lie in an image tensor: vector (n, block of channels cb,
+// pixel p) at n * image + cb * block + p * pixel, its channels next to each other. nChw8c
+// (width 8 only): pixel 8, block H * W * 8; nhwc: pixel C, block `width`. The transforms read
+// and write both with the same code.
 struct VectorStrides {
   int64_t image, block, pixel;
 };
-VectorStrides vector_strides(int64_t channels, int64_t pixels, bool nhwc) {
-  return nhwc ? VectorStrides{pixels * channels, kBlock, channels} : VectorStrides{pixels * channels, pixels * kBlock, kBlock};
+VectorStrides vector_strides(int64_t channels, int64_t pixels, bool nhwc, int64_t width) {
+  return nhwc ? VectorStrides{pixels * channels, width, channels} : VectorStrides{pixels * channels, pixels * kBlock, kBlock};
 }
 
 // Geometry of one run, from the value dims.
@@ -68,198 +69,111 @@ TileAt tile_at(const Geometry& g, int64_t t) {
   return {t / per_image, (t % per_image) / g.tiles_w, t % g.tiles_w};
 }
 
-// One output vector (8 channels at element offset `off` of dst): the post-ops in
-// order, then the store. A sum operand is read before the store: it may share the
-// destination's bytes.
-__attribute__((target("avx2,fma"))) inline void store_output(__m256 y, int64_t off, const std::vector<PostOp>& post_ops,
-                                                              const std::vector<const float*>& operands, float* dst) {
-  for (size_t p = 0; p < post_ops.size(); ++p) {
-    if (post_ops[p].kind == PostOp::kRelu)
-      y = _mm256_max_ps(y, _mm256_setzero_ps());
-    else
-      y = _mm256_fmadd_ps(_mm256_set1_ps(post_ops[p].scale), _mm256_loadu_ps(operands[p] + off), y);
-  }
-  _mm256_storeu_ps(dst + off, y);
-}
+// The transforms, compiled twice: for AVX2 + FMA (8 floats a register) and for AVX-512
+// (16). Each copy's functions carry their instruction set as a target attribute (the pragmas
+// below apply it to every function up to the pop), so the rest of this file stays baseline
+// x86-64 and runs anywhere; which copy runs is decided at kernel creation from the host.
+namespace avx2 {
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+struct Vec {
+  using T = __m256;
+  static constexpr int64_t kWidth = 8;
+  static T load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+  static T add(T a, T b) { return _mm256_add_ps(a, b); }
+  static T sub(T a, T b) { return _mm256_sub_ps(a, b); }
+  static T mul(T a, T b) { return _mm256_mul_ps(a, b); }
+  static T fmadd(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+  static T fnmadd(T a, T b, T c) { return _mm256_fnmadd_ps(a, b, c); }
+  static T set1(float f) { return _mm256_set1_ps(f); }
+  static T zero() { return _mm256_setzero_ps(); }
+  static T max(T a, T b) { return _mm256_max_ps(a, b); }
+};
+#include "backends/cpu/winograd_transforms.inc"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+}  // namespace avx2
 
-// The 1-D transforms of F(kOut x kOut, 3x3), applied to rows and then columns of a tile:
-//   bt: r = Bt d for kIn vectors d (kIn = kOut + 2);
-//   at: y = At m for kIn vectors m (kOut results);
-//   g:  u = G g for three vectors g (kIn results).
-template <int kOut>
-struct Transforms;
+namespace avx512 {
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#endif
+struct Vec {
+  using T = __m512;
+  static constexpr int64_t kWidth = 16;
+  static T load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
+  static T add(T a, T b) { return _mm512_add_ps(a, b); }
+  static T sub(T a, T b) { return _mm512_sub_ps(a, b); }
+  static T mul(T a, T b) { return _mm512_mul_ps(a, b); }
+  static T fmadd(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+  static T fnmadd(T a, T b, T c) { return _mm512_fnmadd_ps(a, b, c); }
+  static T set1(float f) { return _mm512_set1_ps(f); }
+  static T zero() { return _mm512_setzero_ps(); }
+  // (_mm512_max_ps itself trips GCC 12's -Wmaybe-uninitialized on its unused pass-through operand.)
+  static T max(T a, T b) { return _mm512_maskz_max_ps(static_cast<__mmask16>(0xffff), a, b); }
+};
+#include "backends/cpu/winograd_transforms.inc"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+}  // namespace avx512
 
-// F(2x2, 3x3): 4x4 input tiles, 2x2 output tiles; the matrices hold only 0, +-1 and +-1/2.
-template <>
-struct Transforms<2> {
-  static constexpr int kIn = kTile;
-  __attribute__((target("avx2,fma"))) static void bt(const __m256* d, __m256* r) {
-    r[0] = _mm256_sub_ps(d[0], d[2]);
-    r[1] = _mm256_add_ps(d[1], d[2]);
-    r[2] = _mm256_sub_ps(d[2], d[1]);
-    r[3] = _mm256_sub_ps(d[1], d[3]);
-  }
-  __attribute__((target("avx2,fma"))) static void at(const __m256* m, __m256* y) {
-    y[0] = _mm256_add_ps(_mm256_add_ps(m[0], m[1]), m[2]);
-    y[1] = _mm256_sub_ps(_mm256_sub_ps(m[1], m[2]), m[3]);
-  }
-  __attribute__((target("avx2,fma"))) static void g(const __m256* g, __m256* u) {
-    const __m256 half = _mm256_set1_ps(0.5f);
-    const __m256 outer = _mm256_add_ps(g[0], g[2]);
-    u[0] = g[0];
-    u[1] = _mm256_mul_ps(half, _mm256_add_ps(outer, g[1]));
-    u[2] = _mm256_mul_ps(half, _mm256_sub_ps(outer, g[1]));
-    u[3] = g[2];
-  }
+// One instruction set's transforms for one tile size.
+struct Kernels {
+  using Input = void (*)(const float*, float*, const Geometry&, int64_t, int64_t, int64_t, int64_t);
+  using Output = void (*)(const float*, const float*, const std::vector<PostOp>&, const std::vector<const float*>&,
+                          float*, const Geometry&, int64_t, int64_t, int64_t, int64_t, int64_t);
+  using Filter = void (*)(const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+  Input input;
+  Output output;
+  Filter filter;
+  int64_t width;    // floats per vector: channels per item of work
+  const char* isa;  // for the kernel's description
 };
 
-// F(4x4, 3x3): 6x6 input tiles, 4x4 output tiles (Lavin and Gray's points 0, +-1, +-2).
-//   Bt = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
-//   G  = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
-//   At = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
-template <>
-struct Transforms<4> {
-  static constexpr int kIn = kTile4;
-  __attribute__((target("avx2,fma"))) static void bt(const __m256* d, __m256* r) {
-    const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f), five = _mm256_set1_ps(5.f);
-    const __m256 t1 = _mm256_fnmadd_ps(four, d[2], d[4]);  // d4 - 4 d2
-    const __m256 t2 = _mm256_fnmadd_ps(four, d[1], d[3]);  // d3 - 4 d1
-    const __m256 t3 = _mm256_sub_ps(d[4], d[2]);
-    const __m256 t4 = _mm256_mul_ps(two, _mm256_sub_ps(d[3], d[1]));
-    r[0] = _mm256_fmadd_ps(four, d[0], _mm256_fnmadd_ps(five, d[2], d[4]));
-    r[1] = _mm256_add_ps(t1, t2);
-    r[2] = _mm256_sub_ps(t1, t2);
-    r[3] = _mm256_add_ps(t3, t4);
-    r[4] = _mm256_sub_ps(t3, t4);
-    r[5] = _mm256_fmadd_ps(four, d[1], _mm256_fnmadd_ps(five, d[3], d[5]));
-  }
-  __attribute__((target("avx2,fma"))) static void at(const __m256* m, __m256* y) {
-    const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f), eight = _mm256_set1_ps(8.f);
-    const __m256 a = _mm256_add_ps(m[1], m[2]), b = _mm256_sub_ps(m[1], m[2]);
-    const __m256 c = _mm256_add_ps(m[3], m[4]), d = _mm256_sub_ps(m[3], m[4]);
-    y[0] = _mm256_add_ps(_mm256_add_ps(m[0], a), c);
-    y[1] = _mm256_fmadd_ps(two, d, b);
-    y[2] = _mm256_fmadd_ps(four, c, a);
-    y[3] = _mm256_add_ps(_mm256_fmadd_ps(eight, d, b), m[5]);
-  }
-  __attribute__((target("avx2,fma"))) static void g(const __m256* g, __m256* u) {
-    const __m256 quarter = _mm256_set1_ps(0.25f), sixth = _mm256_set1_ps(1.f / 6.f);
-    const __m256 twelfth = _mm256_set1_ps(1.f / 12.f), twentyfourth = _mm256_set1_ps(1.f / 24.f);
-    const __m256 outer = _mm256_add_ps(g[0], g[2]);
-    const __m256 q = _mm256_fmadd_ps(twentyfourth, g[0], _mm256_mul_ps(sixth, g[2]));
-    const __m256 r = _mm256_mul_ps(twelfth, g[1]);
-    u[0] = _mm256_mul_ps(quarter, g[0]);
-    u[1] = _mm256_mul_ps(sixth, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_add_ps(outer, g[1])));
-    u[2] = _mm256_mul_ps(sixth, _mm256_sub_ps(g[1], outer));
-    u[3] = _mm256_add_ps(q, r);
-    u[4] = _mm256_sub_ps(q, r);
-    u[5] = g[2];
-  }
-};
-
-// V[pos][i][c] = (Bt d B)[pos] for tile t, the i-th of a block of `block` tiles, channel block
-// `cb`; kIn x kIn positions.
-template <int kOut>
-__attribute__((target("avx2,fma"))) void input_transform(const float* src, float* v, const Geometry& g, int64_t t,
-                                                         int64_t i_block, int64_t block, int64_t cb) {
-  using T = Transforms<kOut>;
-  constexpr int kIn = T::kIn;
-  const auto [n, th, tw] = tile_at(g, t);
-  const int64_t h0 = th * kOut - g.pad_t, w0 = tw * kOut - g.pad_l;
-  const float* base = src + n * g.src.image + cb * g.src.block;
-  const bool inside = h0 >= 0 && h0 + kIn <= g.h && w0 >= 0 && w0 + kIn <= g.w;
-  __m256 e[kIn][kIn];  // d B, row by row
-  for (int i = 0; i < kIn; ++i) {
-    __m256 d[kIn];
-    const int64_t hh = h0 + i;
-    for (int j = 0; j < kIn; ++j) {
-      const int64_t ww = w0 + j;
-      d[j] = inside || (hh >= 0 && hh < g.h && ww >= 0 && ww < g.w) ? _mm256_loadu_ps(base + (hh * g.w + ww) * g.src.pixel)
-                                                                      : _mm256_setzero_ps();
-    }
-    T::bt(d, e[i]);
-  }
-  float* out = v + i_block * g.c + cb * kBlock;
-  const int64_t pos_stride = block * g.c;
-  for (int j = 0; j < kIn; ++j) {  // Bt (d B), column by column
-    __m256 col[kIn], r[kIn];
-    for (int i = 0; i < kIn; ++i) col[i] = e[i][j];
-    T::bt(col, r);
-    for (int i = 0; i < kIn; ++i) _mm256_storeu_ps(out + (i * kIn + j) * pos_stride, r[i]);
-  }
-}
-
-// dst tile = At M A + bias, then the post-ops, for tile t (the i-th of a block of `block`
-// tiles in M) and output channel block kb. M is stored in chunks of kc output channels, each
-// [kIn * kIn][block][kc] (kc = K: one chunk).
-template <int kOut>
-__attribute__((target("avx2,fma"))) void output_transform(const float* m, const float* bias,
-                                                          const std::vector<PostOp>& post_ops,
-                                                          const std::vector<const float*>& operands, float* dst,
-                                                          const Geometry& g, int64_t t, int64_t i_block,
-                                                          int64_t block, int64_t kc, int64_t kb) {
-  using T = Transforms<kOut>;
-  constexpr int kIn = T::kIn;
-  const auto [n, th, tw] = tile_at(g, t);
-  const int64_t k = kb * kBlock, chunk = k / kc;
-  const float* in = m + chunk * kIn * kIn * block * kc + i_block * kc + (k - chunk * kc);
-  const int64_t pos_stride = block * kc;
-  __m256 s[kIn][kOut];  // M A, row by row
-  for (int i = 0; i < kIn; ++i) {
-    __m256 row[kIn];
-    for (int j = 0; j < kIn; ++j) row[j] = _mm256_loadu_ps(in + (i * kIn + j) * pos_stride);
-    T::at(row, s[i]);
-  }
-  const __m256 b = bias ? _mm256_loadu_ps(bias + kb * kBlock) : _mm256_setzero_ps();
-  for (int j = 0; j < kOut; ++j) {  // At (M A), column by column; partial tiles at the edges cut
-    const int64_t ow = tw * kOut + j;
-    if (ow >= g.ow) break;
-    __m256 col[kIn], y[kOut];
-    for (int i = 0; i < kIn; ++i) col[i] = s[i][j];
-    T::at(col, y);
-    for (int i = 0; i < kOut; ++i) {
-      const int64_t oh = th * kOut + i;
-      if (oh >= g.oh) break;
-      const int64_t off = n * g.dst.image + kb * g.dst.block + (oh * g.ow + ow) * g.dst.pixel;
-      store_output(_mm256_add_ps(y[i], b), off, post_ops, operands, dst);
-    }
-  }
-}
-
-// U[pos][c][k..k+8) = (G g Gt)[pos] from filters stored as g[9][C][K] (tap-major), for
-// input channel c and output channels [k, k + 8): the per-run transform of the compact form,
-// into a chunk of U laid out [kIn * kIn][C][kc] whose column 0 is output channel k0.
-template <int kOut>
-__attribute__((target("avx2,fma"))) void filter_transform(const float* g9, float* u, int64_t c_n, int64_t k_n,
-                                                          int64_t kc, int64_t k0, int64_t c, int64_t k) {
-  using T = Transforms<kOut>;
-  constexpr int kIn = T::kIn;
-  const int64_t tap_stride = c_n * k_n;
-  const float* in = g9 + c * k_n + k;
-  __m256 t[kIn][3];  // G g, column by column
-  for (int j = 0; j < 3; ++j) {
-    __m256 col[3], r[kIn];
-    for (int i = 0; i < 3; ++i) col[i] = _mm256_loadu_ps(in + (i * 3 + j) * tap_stride);
-    T::g(col, r);
-    for (int i = 0; i < kIn; ++i) t[i][j] = r[i];
-  }
-  const int64_t pos_stride = c_n * kc;
-  float* out = u + c * kc + (k - k0);
-  for (int i = 0; i < kIn; ++i) {  // (G g) Gt, row by row
-    __m256 r[kIn];
-    T::g(t[i], r);
-    for (int j = 0; j < kIn; ++j) _mm256_storeu_ps(out + (i * kIn + j) * pos_stride, r[j]);
-  }
+// The transforms for output tile `tile` (2 or 4), 16 floats a register (AVX-512) or 8.
+Kernels select_kernels(int64_t tile, bool avx512) {
+  if (avx512)
+    return tile == 4 ? Kernels{&avx512::input_transform<4>, &avx512::output_transform<4>, &avx512::filter_transform<4>,
+                               avx512::Vec::kWidth, "avx512"}
+                     : Kernels{&avx512::input_transform<2>, &avx512::output_transform<2>, &avx512::filter_transform<2>,
+                               avx512::Vec::kWidth, "avx512"};
+  return tile == 4 ? Kernels{&avx2::input_transform<4>, &avx2::output_transform<4>, &avx2::filter_transform<4>,
+                             avx2::Vec::kWidth, "avx2"}
+                   : Kernels{&avx2::input_transform<2>, &avx2::output_transform<2>, &avx2::filter_transform<2>,
+                             avx2::Vec::kWidth, "avx2"};
 }
 
 // Output channels per chunk of the compact form: the largest multiple of 8 that divides K and
 // keeps a chunk of U ([positions, C, kc]) within kChunkBytes, at least 8.
-int64_t compact_chunk(int64_t positions, int64_t c_n, int64_t k_n) {
-  const int64_t fit = std::max<int64_t>(kBlock, kChunkBytes / (positions * c_n * static_cast<int64_t>(sizeof(float))));
-  int64_t kc = kBlock;
-  for (int64_t d = kBlock; d <= std::min(fit, k_n); d += kBlock)
+int64_t compact_chunk(int64_t positions, int64_t c_n, int64_t k_n, int64_t width) {
+  const int64_t fit = std::max<int64_t>(width, kChunkBytes / (positions * c_n * static_cast<int64_t>(sizeof(float))));
+  int64_t kc = width;
+  for (int64_t d = width; d <= std::min(fit, k_n); d += width)
     if (k_n % d == 0) kc = d;
   return kc;
+}
+
+bool host_has_avx512f() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
 }
 
 class WinogradExec final : public StepExec {
@@ -287,8 +201,11 @@ class WinogradExec final : public StepExec {
     const bool nhwc = env.descs.at(in_) == winograd_layout(xd, true);
     EMBER_CHECK((nhwc || env.descs.at(in_) == winograd_layout(xd, false)) && env.descs.at(out_) == winograd_layout(yd, nhwc),
                 ErrorCode::kCorrupt, "source and destination must both be in the nChw8c layout or both in nhwc");
-    g_.src = vector_strides(g_.c, g_.h * g_.w, nhwc);
-    g_.dst = vector_strides(g_.k, g_.oh * g_.ow, nhwc);
+    // 16 channels a vector where the host has AVX-512 and the layout allows it (nhwc, C and
+    // K multiples of 16): the same outputs as 8 a vector, from half the instructions.
+    k_ = select_kernels(tile_, nhwc && g_.c % 16 == 0 && g_.k % 16 == 0 && host_has_avx512f());
+    g_.src = vector_strides(g_.c, g_.h * g_.w, nhwc, k_.width);
+    g_.dst = vector_strides(g_.k, g_.oh * g_.ow, nhwc, k_.width);
     layout_ = nhwc ? "nhwc" : "nChw8c";
     g_.tiles_h = (g_.oh + tile_ - 1) / tile_;
     g_.tiles_w = (g_.ow + tile_ - 1) / tile_;
@@ -328,7 +245,7 @@ class WinogradExec final : public StepExec {
     // transforms each chunk's filters right before its matmul (compact_chunk).
     const int64_t per_tile = positions * (g_.c + g_.k) * static_cast<int64_t>(sizeof(float));
     block_ = std::min(std::max(kBlockBytes / per_tile, kMinBlockTiles), std::max<int64_t>(g_.tiles, 1));
-    kc_ = compact_ ? compact_chunk(positions, g_.c, g_.k) : g_.k;
+    kc_ = compact_ ? compact_chunk(positions, g_.c, g_.k, k_.width) : g_.k;
     u_desc_ = memory::desc({positions, g_.c, kc_}, memory::data_type::f32, memory::format_tag::abc);
     size_t pad_bytes = 0;
     full_ = make_matmul(block_, &pad_bytes);
@@ -338,7 +255,7 @@ class WinogradExec final : public StepExec {
     m_offset_ = v_offset_ + align_up(static_cast<size_t>(positions * block_ * g_.c) * sizeof(float));
     pad_offset_ = m_offset_ + align_up(static_cast<size_t>(positions * block_ * g_.k) * sizeof(float));
     scratch_bytes = pad_offset_ + align_up(pad_bytes);
-    impl = cat("winograd_", tile_, "x", tile_, "_3x3:avx2:", layout_, "+", compact_ ? "per_run_filter_transform+" : "",
+    impl = cat("winograd_", tile_, "x", tile_, "_3x3:", k_.isa, ":", layout_, "+", compact_ ? "per_run_filter_transform+" : "",
                full_.impl);
   }
 
@@ -351,14 +268,14 @@ class WinogradExec final : public StepExec {
     for (size_t p = 0; p < post_ops_.size(); ++p)
       if (post_ops_[p].kind == PostOp::kSum) operands[p] = reinterpret_cast<const float*>(st.ptr.at(post_ops_[p].value));
     const Geometry& g = g_;
-    const int64_t cblocks = g.c / kBlock, kblocks = g.k / kBlock, kc = kc_, chunk_blocks = kc_ / kBlock;
+    const int64_t width = k_.width, cblocks = g.c / width, kblocks = g.k / width, kc = kc_, chunk_blocks = kc_ / width;
     const dnnl::engine& eng = cpu_engine();
     float* u_run = reinterpret_cast<float*>(st.scratch);  // compact form: this chunk's U
     for (int64_t first = 0; first < g.tiles; first += block_) {
       const int64_t b = std::min(block_, g.tiles - first);
       const Matmul& mm = b == block_ ? full_ : tail_;
 
-      const auto in_transform = tile_ == 4 ? input_transform<4> : input_transform<2>;
+      const Kernels::Input in_transform = k_.input;
 #pragma omp parallel for schedule(static)
       for (int64_t item = 0; item < b * cblocks; ++item)
         in_transform(src, v, g, first + item / cblocks, item / cblocks, b, item % cblocks);
@@ -369,10 +286,10 @@ class WinogradExec final : public StepExec {
         // The compact form transforms each chunk before its matmul; one chunk (kc = K) is
         // transformed once per run and stays in the scratch for every block of tiles.
         if (compact_ && (kc < g.k || first == 0)) {
-          const auto transform = tile_ == 4 ? filter_transform<4> : filter_transform<2>;
+          const Kernels::Filter transform = k_.filter;
 #pragma omp parallel for schedule(static)
           for (int64_t item = 0; item < g.c * chunk_blocks; ++item)
-            transform(u_, u_run, g.c, g.k, kc, k0, item / chunk_blocks, k0 + (item % chunk_blocks) * kBlock);
+            transform(u_, u_run, g.c, g.k, kc, k0, item / chunk_blocks, k0 + (item % chunk_blocks) * width);
         }
         std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, v_mem},
                                                 {DNNL_ARG_WEIGHTS, memory(u_desc_, eng, const_cast<float*>(u))},
@@ -382,7 +299,7 @@ class WinogradExec final : public StepExec {
         st.stream->wait();
       }
 
-      const auto out_transform = tile_ == 4 ? output_transform<4> : output_transform<2>;
+      const Kernels::Output out_transform = k_.output;
 #pragma omp parallel for schedule(static)
       for (int64_t item = 0; item < b * kblocks; ++item)
         out_transform(m, bias_, post_ops_, operands, dst, g, first + item / kblocks, item / kblocks, b, kc,
@@ -418,6 +335,7 @@ class WinogradExec final : public StepExec {
   int64_t tile_ = 2;  // output tile edge: 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3))
   Geometry g_{};
   const char* layout_ = "";
+  Kernels k_{};
   const float* u_ = nullptr;  // U [16, C, K], or with compact_ the filters g [9, C, K]
   bool compact_ = false;
   const float* bias_ = nullptr;

@@ -16,7 +16,9 @@
 // 3 % of the step's arithmetic for a 3x3 layer, more memory traffic where C x K is large).
 // Source and destination are both in oneDNN's nChw8c layout (8 channels innermost, one AVX2
 // register; what oneDNN's AVX2 convolutions use) or both in nhwc (what its AVX-512 ones use),
-// so a Winograd step between two of either needs no reorder. Bias, a residual sum and ReLU are
+// so a Winograd step between two of either needs no reorder. The transforms run 8 channels a
+// register (AVX2 + FMA) or, on hosts with AVX-512 and in nhwc with C and K multiples of 16,
+// 16 a register, with bitwise the same outputs. Bias, a residual sum and ReLU are
 // applied in the output transform. The builder times this kernel against oneDNN's and keeps
 // the faster (docs/cpu-backend.md).
 #pragma once
