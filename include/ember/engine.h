@@ -41,7 +41,8 @@ inline constexpr char kEngineMagic[8] = {'E', 'M', 'B', 'E', 'R', 'E', 'N', 'G'}
 inline constexpr uint16_t kEngineFormatMajor = 1;
 // 1.1: CPU plans may hold "winograd" steps; 1.2: a winograd step's weights may be the
 // filters [9, C, K] (transformed per run) instead of the transformed filters [16, C, K],
-// and sections may carry a chunked checksum (kSectionFlagChunkedChecksum).
+// and sections may carry a chunked checksum (kSectionFlagChunkedChecksum); 1.3: a winograd
+// step may carry tile 4 (F(4x4, 3x3)); 1.4: a winograd step may read and write nhwc.
 inline constexpr uint16_t kEngineFormatMinor = 4;
 inline constexpr uint32_t kEngineHeaderSize = 64;  // v1.0 header size
 inline constexpr uint32_t kEngineSectionRecordSize = 64;

@@ -158,8 +158,9 @@ Kernels select_kernels(int64_t tile, bool avx512) {
                              avx2::Vec::kWidth, "avx2"};
 }
 
-// Output channels per chunk of the compact form: the largest multiple of 8 that divides K and
-// keeps a chunk of U ([positions, C, kc]) within kChunkBytes, at least 8.
+// Output channels per chunk of the compact form: the largest multiple of the vector width
+// that divides K and keeps a chunk of U ([positions, C, kc]) within kChunkBytes, at least one
+// width.
 int64_t compact_chunk(int64_t positions, int64_t c_n, int64_t k_n, int64_t width) {
   const int64_t fit = std::max<int64_t>(width, kChunkBytes / (positions * c_n * static_cast<int64_t>(sizeof(float))));
   int64_t kc = width;
