@@ -9,6 +9,7 @@
 
 #include "ember/error.h"
 #include "ember/format.h"
+#include "ember/target.h"
 
 namespace ember::cpu {
 
@@ -169,14 +170,6 @@ int64_t compact_chunk(int64_t positions, int64_t c_n, int64_t k_n, int64_t width
   return kc;
 }
 
-bool host_has_avx512f() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  return __builtin_cpu_supports("avx512f");
-#else
-  return false;
-#endif
-}
-
 class WinogradExec final : public StepExec {
  public:
   WinogradExec(const PlanStep& s, const ExecEnv& env) : in_(s.inputs.at(0)), out_(s.outputs.at(0)) {
@@ -204,10 +197,9 @@ class WinogradExec final : public StepExec {
                 ErrorCode::kCorrupt, "source and destination must both be in the nChw8c layout or both in nhwc");
     // 16 channels a vector where the host has AVX-512 and the layout allows it (nhwc, C and
     // K multiples of 16): the same outputs as 8 a vector, from half the instructions.
-    k_ = select_kernels(tile_, nhwc && g_.c % 16 == 0 && g_.k % 16 == 0 && host_has_avx512f());
+    k_ = select_kernels(tile_, nhwc && g_.c % 16 == 0 && g_.k % 16 == 0 && host_target().has_feature("avx512f"));
     g_.src = vector_strides(g_.c, g_.h * g_.w, nhwc, k_.width);
     g_.dst = vector_strides(g_.k, g_.oh * g_.ow, nhwc, k_.width);
-    layout_ = nhwc ? "nhwc" : "nChw8c";
     g_.tiles_h = (g_.oh + tile_ - 1) / tile_;
     g_.tiles_w = (g_.ow + tile_ - 1) / tile_;
     g_.tiles = g_.n * g_.tiles_h * g_.tiles_w;
@@ -256,7 +248,7 @@ class WinogradExec final : public StepExec {
     m_offset_ = v_offset_ + align_up(static_cast<size_t>(positions * block_ * g_.c) * sizeof(float));
     pad_offset_ = m_offset_ + align_up(static_cast<size_t>(positions * block_ * g_.k) * sizeof(float));
     scratch_bytes = pad_offset_ + align_up(pad_bytes);
-    impl = cat("winograd_", tile_, "x", tile_, "_3x3:", k_.isa, ":", layout_, "+", compact_ ? "per_run_filter_transform+" : "",
+    impl = cat("winograd_", tile_, "x", tile_, "_3x3:", k_.isa, ":", nhwc ? "nhwc" : "nChw8c", "+", compact_ ? "per_run_filter_transform+" : "",
                full_.impl);
   }
 
@@ -335,7 +327,6 @@ class WinogradExec final : public StepExec {
   int in_, out_;
   int64_t tile_ = 2;  // output tile edge: 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3))
   Geometry g_{};
-  const char* layout_ = "";
   Kernels k_{};
   const float* u_ = nullptr;  // U [16, C, K], or with compact_ the filters g [9, C, K]
   bool compact_ = false;
@@ -351,11 +342,8 @@ class WinogradExec final : public StepExec {
 }  // namespace
 
 bool winograd_supported_on_host() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
+  const TargetDescriptor& host = host_target();
+  return host.has_feature("avx2") && host.has_feature("fma");
 }
 
 bool winograd_fits(const Shape& src, const Shape& weight, int64_t groups, const std::vector<int64_t>& stride,
