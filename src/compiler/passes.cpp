@@ -5,12 +5,15 @@
 //   identity removal   dropout(eval) / contiguous / clone / alias / detach
 //   BatchNorm folding  eval BN after a conv whose output nothing else reads:
 //                      w' = w * gamma / sqrt(var + eps), b' = (b - mean) * gamma / sqrt(var + eps) + beta
+//   residual placement a residual add that either of two convolutions could absorb goes to
+//                      the one whose fused form matches other ops (fewer distinct kernels)
 //   fusion             conv2d / linear / matmul + element-wise activations, then one residual
 //                      add (PostOp kSum when the other operand has the output's shape and dies
 //                      there, else kBinaryAdd), then activations after the add (relu)
 //   dead code          ops whose outputs nothing reads
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "compiler/compiler_internal.h"
 #include "ember/error.h"
@@ -45,10 +48,14 @@ std::string post_op_name(const cpu::PostOp& p) {
   return "?";
 }
 
-// Fuses activations and one residual add into conv2d / linear / matmul ops.
-void fuse(cpu::EngineGraph& eg) {
+// Fuses activations and one residual add into conv2d / linear / matmul ops. `members`, when
+// given, receives for each op left the positions (in eg.ops before the call) of the ops it
+// absorbed, its own first.
+void fuse(cpu::EngineGraph& eg, std::vector<std::vector<size_t>>* members = nullptr) {
   auto& ops = eg.ops;
   std::vector<bool> dead(ops.size(), false);
+  std::vector<std::vector<size_t>> parts(ops.size());
+  for (size_t k = 0; k < ops.size(); ++k) parts[k] = {k};
   auto is_output = [&](int v) { return std::find(eg.outputs.begin(), eg.outputs.end(), v) != eg.outputs.end(); };
   auto readers = [&](int v) {
     std::vector<size_t> r;
@@ -106,13 +113,141 @@ void fuse(cpu::EngineGraph& eg) {
       }
       op.outputs[0] = next.outputs[0];
       op.name += "+" + next.name;
+      parts[i].push_back(r[0]);
       dead[r[0]] = true;
     }
   }
   std::vector<cpu::FusedOp> kept;
+  if (members != nullptr) members->clear();
   for (size_t k = 0; k < ops.size(); ++k)
-    if (!dead[k]) kept.push_back(std::move(ops[k]));
+    if (!dead[k]) {
+      kept.push_back(std::move(ops[k]));
+      if (members != nullptr) members->push_back(std::move(parts[k]));
+    }
   ops = std::move(kept);
+}
+
+// What decides a fused op's kernel as far as the graph can tell: its kind, attributes, the
+// shapes and dtypes of its inputs, outputs and constants, and its post-ops (an operand's
+// shape included). Two ops with the same key get the same kernel from the builder when their
+// inputs are in the same layouts, which the builder checks itself (it decides such ops once).
+std::string kernel_key(const cpu::EngineGraph& eg, const cpu::FusedOp& op) {
+  auto value = [&](int v) {
+    if (v < 0 || v >= static_cast<int>(eg.values.size())) return std::string("?");
+    const cpu::EngineValue& ev = eg.values[static_cast<size_t>(v)];
+    std::string k = cat(shape_str(ev.dims), ':', static_cast<int>(ev.dtype));
+    for (const std::string& sym : ev.symbols) k += cat(',', sym);
+    return k;
+  };
+  std::string key = cat(op.op, '|', op.attrs.dump());
+  for (int v : op.inputs) key += cat("|i", value(v));
+  for (int v : op.outputs) key += cat("|o", value(v));
+  for (const Tensor& t : op.constants) key += t.defined() ? cat("|c", shape_str(t.sizes())) : std::string("|c-");
+  for (const cpu::PostOp& p : op.post_ops) {
+    key += cat("|p", post_op_name(p), ':', p.alpha, ':', p.beta, ':', p.scale);
+    if (p.kind != cpu::PostOp::Kind::kEltwise) key += cat(':', value(p.value));
+  }
+  return key;
+}
+
+// A residual add whose operands both come from ops that can absorb it (a ResNet block with a
+// downsample branch: the block's last convolution and the branch's 1x1 convolution) is fused
+// by fuse() into whichever of the two runs later. Here it goes instead to the one whose fused
+// form then matches more of the engine's other ops: in ResNet the block's 3x3 convolution,
+// which then has the shape and post-ops (bias, add, relu) of the next block's last 3x3
+// convolution, so both get one kernel, timed once at build and created once at load. The
+// choice is made on a trial fusion and applied by moving the op that absorbed the add there
+// (its root op and the activations fused into it before the add) to just before the other
+// operand's producer, which fuse() then sees as the later of the two and fuses the add into.
+// Sums are commutative, so the outputs are the same bits either way. One move per trial
+// fusion (a move changes the positions the others were found at).
+bool place_one_residual_add(cpu::EngineGraph& eg) {
+  cpu::EngineGraph trial = eg;
+  std::vector<std::vector<size_t>> members;
+  fuse(trial, &members);
+  const size_t n = trial.ops.size();
+  std::vector<std::string> keys(n);
+  for (size_t k = 0; k < n; ++k) keys[k] = kernel_key(trial, trial.ops[k]);
+  auto shared = [&](const std::string& key, size_t a, size_t b) {
+    for (size_t k = 0; k < n; ++k)
+      if (k != a && k != b && keys[k] == key) return true;
+    return false;
+  };
+  auto absorbs = [](const cpu::FusedOp& op) { return op.op == "conv2d" || op.op == "linear" || op.op == "matmul"; };
+  auto binary = [](const cpu::PostOp& p) { return p.kind != cpu::PostOp::Kind::kEltwise; };
+  // (positions in eg.ops of the ops to move, ascending; the position to move them to)
+  std::vector<std::pair<std::vector<size_t>, size_t>> moves;
+  for (size_t a = 0; a < n; ++a) {
+    const cpu::FusedOp& absorber = trial.ops[a];
+    auto bin = std::find_if(absorber.post_ops.begin(), absorber.post_ops.end(), binary);
+    if (!absorbs(absorber) || bin == absorber.post_ops.end() || bin->kind != cpu::PostOp::Kind::kSum) continue;
+    const int other = bin->value;
+    size_t p = n;
+    for (size_t k = 0; k < n; ++k)
+      if (k != a && std::count(trial.ops[k].outputs.begin(), trial.ops[k].outputs.end(), other)) p = k;
+    if (p == n || !absorbs(trial.ops[p])) continue;
+    const cpu::FusedOp& producer = trial.ops[p];
+    if (std::any_of(producer.post_ops.begin(), producer.post_ops.end(), binary) || producer.outputs.size() != 1) continue;
+    // `other` must die at the add: read by nothing else, not an engine output.
+    bool dies = std::find(trial.outputs.begin(), trial.outputs.end(), other) == trial.outputs.end();
+    for (size_t k = 0; k < n && dies; ++k) {
+      if (k == a) dies = std::count(absorber.inputs.begin(), absorber.inputs.end(), other) == 0;
+      else dies = std::count(trial.ops[k].inputs.begin(), trial.ops[k].inputs.end(), other) == 0;
+      for (const cpu::PostOp& q : trial.ops[k].post_ops)
+        if (k != a && q.value == other) dies = false;
+    }
+    if (!dies) continue;
+    // The swap: the producer takes the add (now of the absorber's output before the add) and
+    // the activations after it; the absorber keeps what it had before the add.
+    cpu::FusedOp before = absorber;
+    before.post_ops.assign(absorber.post_ops.begin(), bin);
+    cpu::FusedOp after = producer;
+    for (auto q = bin; q != absorber.post_ops.end(); ++q) after.post_ops.push_back(*q);
+    after.post_ops[producer.post_ops.size()].value = absorber.outputs[0];
+    after.outputs = absorber.outputs;
+    const int now_shared = int{shared(keys[a], a, p)} + int{shared(keys[p], a, p)};
+    const int swap_shared = int{shared(kernel_key(trial, before), a, p)} + int{shared(kernel_key(trial, after), a, p)};
+    if (swap_shared <= now_shared) continue;
+    // The absorber's root op and the activations fused into it before the add (one op per
+    // post-op), moved to just before the producer's root op.
+    std::vector<size_t> from = members[a];
+    from.resize(static_cast<size_t>(bin - absorber.post_ops.begin()) + 1);
+    std::sort(from.begin(), from.end());
+    if (from.front() > members[p].front()) moves.emplace_back(std::move(from), members[p].front());
+  }
+  for (const auto& [from, to] : moves) {
+    // Legal when every value the moved ops read, other than each other's outputs, exists
+    // before `to`.
+    std::set<int> moved_outputs;
+    for (size_t f : from) moved_outputs.insert(eg.ops[f].outputs.begin(), eg.ops[f].outputs.end());
+    bool legal = true;
+    for (size_t f : from) {
+      std::vector<int> reads = eg.ops[f].inputs;
+      for (const cpu::PostOp& q : eg.ops[f].post_ops)
+        if (q.value >= 0) reads.push_back(q.value);
+      for (int v : reads) {
+        if (moved_outputs.count(v)) continue;
+        for (size_t k = to; k < eg.ops.size(); ++k)
+          if (std::find(from.begin(), from.end(), k) == from.end() &&
+              std::count(eg.ops[k].outputs.begin(), eg.ops[k].outputs.end(), v))
+            legal = false;
+      }
+    }
+    if (!legal) continue;
+    std::vector<cpu::FusedOp> moved, rest;
+    for (size_t k = 0; k < eg.ops.size(); ++k)
+      (std::find(from.begin(), from.end(), k) != from.end() ? moved : rest).push_back(std::move(eg.ops[k]));
+    rest.insert(rest.begin() + static_cast<std::ptrdiff_t>(to), std::make_move_iterator(moved.begin()),
+                std::make_move_iterator(moved.end()));
+    eg.ops = std::move(rest);
+    return true;
+  }
+  return false;
+}
+
+void place_residual_adds(cpu::EngineGraph& eg) {
+  for (size_t round = 0; round < eg.ops.size() && place_one_residual_add(eg); ++round) {
+  }
 }
 
 void eliminate_dead_code(cpu::EngineGraph& eg) {
@@ -322,6 +457,7 @@ LoweredEngine lower(const GraphAnalysis& g, const Partition& part, const std::st
     eg.outputs.push_back(lid);
     le.output_names.push_back(g.values[v].name);
   }
+  place_residual_adds(eg);
   fuse(eg);
   eliminate_dead_code(eg);
   for (const auto& op : eg.ops) {

@@ -104,10 +104,10 @@ TEST(CompileProgram, WinogradResNet18MatchesPyTorch) {
   CompileOptions o = fast_options();
   for (const char* name : {"conv2d_1+batch_norm_1+relu__1", "conv2d_2+batch_norm_2+add_+relu__2",
                            "conv2d_3+batch_norm_3+relu__3", "conv2d_4+batch_norm_4+add__1+relu__4",
-                           "conv2d_6+batch_norm_6", "conv2d_8+batch_norm_8+relu__7",
-                           "conv2d_9+batch_norm_9+add__3+relu__8", "conv2d_11+batch_norm_11",
+                           "conv2d_6+batch_norm_6+add__2+relu__6", "conv2d_8+batch_norm_8+relu__7",
+                           "conv2d_9+batch_norm_9+add__3+relu__8", "conv2d_11+batch_norm_11+add__4+relu__10",
                            "conv2d_13+batch_norm_13+relu__11", "conv2d_14+batch_norm_14+add__5+relu__12",
-                           "conv2d_16+batch_norm_16", "conv2d_18+batch_norm_18+relu__15",
+                           "conv2d_16+batch_norm_16+add__6+relu__14", "conv2d_18+batch_norm_18+relu__15",
                            "conv2d_19+batch_norm_19+add__7+relu__16"})
     o.build.force_tactics[name] = o.build.force_tactics.size() % 2 == 0 ? "winograd" : "winograd_compact";
   int picked = 0, compact = 0;

@@ -124,6 +124,75 @@ TEST(Fusion, ResidualBlockFusesIntoTwoConvs) {
   EXPECT_EQ(le.absorbed_constants.size(), 6u);
 }
 
+// A downsampling ResNet block (3x3 stride 2, 3x3; 1x1 stride 2 on the shortcut) and, when
+// `second_block`, a plain block after it. PyTorch's order: the block's second convolution,
+// then the shortcut's 1x1, then the add.
+Pt2Model downsample_blocks(bool second_block) {
+  ModelBuilder b;
+  b.input("x", {1, 4, 6, 6});
+  auto conv = [&](const std::string& in, const std::string& w, int64_t stride, int64_t pad, const std::string& out) {
+    b.node("torch.ops.aten.conv2d.default",
+           {{"input", T(in)}, {"weight", T(w)}, {"stride", Is({stride, stride})}, {"padding", Is({pad, pad})}},
+           {{out, {1, 8, 3, 3}}});
+  };
+  Shape s = {1, 8, 3, 3};
+  b.node("torch.ops.aten.relu.default", {{"self", T("x")}}, {{"a", {1, 4, 6, 6}}});
+  conv("a", b.param("c1.weight", random_tensor({8, 4, 3, 3}, 21)), 2, 1, "c1");
+  b.node("torch.ops.aten.relu_.default", {{"self", T("c1")}}, {{"r1", s}});
+  conv("r1", b.param("c2.weight", random_tensor({8, 8, 3, 3}, 22)), 1, 1, "c2");
+  conv("a", b.param("down.weight", random_tensor({8, 4, 1, 1}, 23)), 2, 0, "down");
+  b.node("torch.ops.aten.add_.Tensor", {{"self", T("c2")}, {"other", T("down")}}, {{"s1", s}});
+  b.node("torch.ops.aten.relu_.default", {{"self", T("s1")}}, {{"o1", s}});
+  if (!second_block) {
+    b.output("o1");
+    return b.finish();
+  }
+  conv("o1", b.param("c3.weight", random_tensor({8, 8, 3, 3}, 24)), 1, 1, "c3");
+  b.node("torch.ops.aten.relu_.default", {{"self", T("c3")}}, {{"r3", s}});
+  conv("r3", b.param("c4.weight", random_tensor({8, 8, 3, 3}, 25)), 1, 1, "c4");
+  b.node("torch.ops.aten.add_.Tensor", {{"self", T("c4")}, {"other", T("o1")}}, {{"s2", s}});
+  b.node("torch.ops.aten.relu_.default", {{"self", T("s2")}}, {{"o2", s}});
+  b.output("o2");
+  return b.finish();
+}
+
+const cpu::FusedOp& op_named(const LoweredEngine& le, const std::string& root) {
+  for (const auto& op : le.graph.ops)
+    if (op.name == root || op.name.rfind(root + "+", 0) == 0) return op;
+  ADD_FAILURE() << "no op " << root;
+  return le.graph.ops.front();
+}
+
+size_t position(const LoweredEngine& le, const std::string& root) {
+  return static_cast<size_t>(&op_named(le, root) - le.graph.ops.data());
+}
+
+TEST(Fusion, ResidualAddGoesWhereItsKernelIsShared) {
+  // With a second block, the add goes into c2 (c2 + add + relu is c4 + add + relu, one
+  // kernel); the shortcut's 1x1 runs before c2 and keeps no add.
+  LoweredEngine le = lower_all(downsample_blocks(true));
+  const cpu::FusedOp& c2 = op_named(le, "c2");
+  const cpu::FusedOp& down = op_named(le, "down");
+  const cpu::FusedOp& c4 = op_named(le, "c4");
+  EXPECT_TRUE(down.post_ops.empty());
+  EXPECT_LT(position(le, "down"), position(le, "c2"));
+  ASSERT_EQ(c2.post_ops.size(), 2u);
+  EXPECT_EQ(c2.post_ops[0].kind, cpu::PostOp::Kind::kSum);
+  EXPECT_EQ(c2.post_ops[0].value, down.outputs[0]);
+  EXPECT_EQ(c2.post_ops[1].alg, "relu");
+  ASSERT_EQ(c4.post_ops.size(), 2u);
+  EXPECT_EQ(c4.post_ops[0].kind, cpu::PostOp::Kind::kSum);
+  EXPECT_EQ(c2.attrs, c4.attrs);
+  EXPECT_EQ(le.graph.values[c2.outputs[0]].name, "o1");
+
+  // Alone, the block has nothing to share a kernel with: the add stays with the later op.
+  LoweredEngine alone = lower_all(downsample_blocks(false));
+  EXPECT_TRUE(op_named(alone, "c2").post_ops.empty());
+  ASSERT_EQ(op_named(alone, "down").post_ops.size(), 2u);
+  EXPECT_EQ(op_named(alone, "down").post_ops[0].kind, cpu::PostOp::Kind::kSum);
+  EXPECT_LT(position(alone, "c2"), position(alone, "down"));
+}
+
 TEST(Fusion, BroadcastOperandUsesBinaryAdd) {
   Pt2Model m = resnet_block(true);
   LoweredEngine le = lower_all(m);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <thread>
 
 #include "backends/cpu/winograd.h"
 #include "ember/error.h"
@@ -633,7 +634,11 @@ std::shared_ptr<Prepared> prepare_layout(const Plan& plan, const std::map<std::s
 }
 
 KernelCreation::KernelCreation(Prepared& p)
-    : p_(p), execs_(p.env.plan->steps.size()), errors_(p.env.plan->steps.size()), ms_(p.env.plan->steps.size()) {}
+    : p_(p),
+      execs_(p.env.plan->steps.size()),
+      errors_(p.env.plan->steps.size()),
+      times_(p.env.plan->steps.size()),
+      start_(std::chrono::steady_clock::now()) {}
 
 bool KernelCreation::step() {
   const size_t k = next_.fetch_add(1);
@@ -644,7 +649,8 @@ bool KernelCreation::step() {
   } catch (...) {
     errors_[k] = std::current_exception();
   }
-  ms_[k] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  times_[k] = {ms(t0 - start_), ms(std::chrono::steady_clock::now() - t0), std::this_thread::get_id()};
   return true;
 }
 
@@ -654,9 +660,15 @@ void KernelCreation::finish() {
   for (const std::exception_ptr& e : errors_)
     if (e) std::rethrow_exception(e);
   if (log_level() <= LogLevel::kDebug) {
+    // Threads numbered in the order they first took a step.
+    std::vector<std::thread::id> threads;
     std::string per_step;
-    for (size_t k = 0; k < ms_.size(); ++k)
-      per_step += cat(k == 0 ? "" : ", ", p_.env.plan->steps[k].name, " ", ms_[k]);
+    for (size_t k = 0; k < times_.size(); ++k) {
+      auto t = std::find(threads.begin(), threads.end(), times_[k].thread);
+      if (t == threads.end()) t = threads.insert(threads.end(), times_[k].thread);
+      per_step += cat(k == 0 ? "" : ", ", p_.env.plan->steps[k].name, " ", times_[k].ms, " (at ", times_[k].at_ms,
+                      ", thread ", t - threads.begin(), ")");
+    }
     log_debug("kernel creation per step (ms): ", per_step);
   }
   p_.steps = std::move(execs_);

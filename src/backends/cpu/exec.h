@@ -4,12 +4,14 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -92,7 +94,15 @@ class KernelCreation {
   Prepared& p_;
   std::vector<std::unique_ptr<StepExec>> execs_;
   std::vector<std::exception_ptr> errors_;
-  std::vector<double> ms_;  // each step's creation time, for the debug log
+  // Each step's creation, for the debug log: when it started (from the constructor), how
+  // long it took, on which thread.
+  struct Timing {
+    double at_ms = 0;
+    double ms = 0;
+    std::thread::id thread;
+  };
+  std::vector<Timing> times_;
+  std::chrono::steady_clock::time_point start_;
   std::atomic<size_t> next_{0};
 };
 
