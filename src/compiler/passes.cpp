@@ -5,8 +5,9 @@
 //   identity removal   dropout(eval) / contiguous / clone / alias / detach
 //   BatchNorm folding  eval BN after a conv whose output nothing else reads:
 //                      w' = w * gamma / sqrt(var + eps), b' = (b - mean) * gamma / sqrt(var + eps) + beta
-//   residual placement a residual add that either of two convolutions could absorb goes to
-//                      the one whose fused form matches other ops (fewer distinct kernels)
+//   residual placement a residual add that either operand's producer (conv2d / linear /
+//                      matmul) could absorb goes to the one whose fused form matches other
+//                      ops (fewer distinct kernels)
 //   fusion             conv2d / linear / matmul + element-wise activations, then one residual
 //                      add (PostOp kSum when the other operand has the output's shape and dies
 //                      there, else kBinaryAdd), then activations after the add (relu)
@@ -142,7 +143,8 @@ std::string kernel_key(const cpu::EngineGraph& eg, const cpu::FusedOp& op) {
   std::string key = cat(op.op, '|', op.attrs.dump());
   for (int v : op.inputs) key += cat("|i", value(v));
   for (int v : op.outputs) key += cat("|o", value(v));
-  for (const Tensor& t : op.constants) key += t.defined() ? cat("|c", shape_str(t.sizes())) : std::string("|c-");
+  for (const Tensor& t : op.constants)
+    key += t.defined() ? cat("|c", shape_str(t.sizes()), ':', static_cast<int>(t.dtype())) : std::string("|c-");
   for (const cpu::PostOp& p : op.post_ops) {
     key += cat("|p", post_op_name(p), ':', p.alpha, ':', p.beta, ':', p.scale);
     if (p.kind != cpu::PostOp::Kind::kEltwise) key += cat(':', value(p.value));
