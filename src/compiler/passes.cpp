@@ -98,6 +98,9 @@ void fuse(cpu::EngineGraph& eg, std::vector<std::vector<size_t>>* members = null
         if (prod >= static_cast<int>(i)) break;
         const cpu::EngineValue& ov = eg.values[other];
         const cpu::EngineValue& nv = eg.values[next.outputs[0]];
+        // Post-ops keep the op's shape: an add that broadcasts the op's own output into a
+        // larger operand stays a separate op.
+        if (!same_shape(eg.values[out], nv)) break;
         // kSum accumulates into the other operand's buffer: allowed when nothing reads it
         // after the fused op starts (every other reader runs before op i, and op i itself
         // does not read it) and it is neither an engine input nor an output.
@@ -161,8 +164,9 @@ std::string kernel_key(const cpu::EngineGraph& eg, const cpu::FusedOp& op) {
 // choice is made on a trial fusion and applied by moving the op that absorbed the add there
 // (its root op and the activations fused into it before the add) to just before the other
 // operand's producer, which fuse() then sees as the later of the two and fuses the add into.
-// Sums are commutative, so the outputs are the same bits either way. One move per trial
-// fusion (a move changes the positions the others were found at).
+// The result is the same sum; it need not be the same bits, since the two convolutions are
+// timed again in their new forms and may get other kernels. One move per trial fusion (a
+// move changes the positions the others were found at).
 bool place_one_residual_add(cpu::EngineGraph& eg) {
   cpu::EngineGraph trial = eg;
   std::vector<std::vector<size_t>> members;
@@ -199,21 +203,27 @@ bool place_one_residual_add(cpu::EngineGraph& eg) {
         if (k != a && q.value == other) dies = false;
     }
     if (!dies) continue;
-    // The swap: the producer takes the add (now of the absorber's output before the add) and
-    // the activations after it; the absorber keeps what it had before the add.
+    // The swap: the producer takes the add, now of the absorber's value before the add (the
+    // output of the last op fused into it before the add), and the activations after it;
+    // the absorber keeps what it had before the add. fuse() makes that add a sum only when
+    // the value has the add's shape (an absorber may broadcast into the other operand).
+    const size_t kept = static_cast<size_t>(bin - absorber.post_ops.begin());
+    const int x = eg.ops[members[a][kept]].outputs[0];
+    if (!same_shape(eg.values[static_cast<size_t>(x)], eg.values[static_cast<size_t>(absorber.outputs[0])])) continue;
     cpu::FusedOp before = absorber;
     before.post_ops.assign(absorber.post_ops.begin(), bin);
+    before.outputs = {x};
     cpu::FusedOp after = producer;
     for (auto q = bin; q != absorber.post_ops.end(); ++q) after.post_ops.push_back(*q);
-    after.post_ops[producer.post_ops.size()].value = absorber.outputs[0];
+    after.post_ops[producer.post_ops.size()].value = x;
     after.outputs = absorber.outputs;
     const int now_shared = int{shared(keys[a], a, p)} + int{shared(keys[p], a, p)};
     const int swap_shared = int{shared(kernel_key(trial, before), a, p)} + int{shared(kernel_key(trial, after), a, p)};
     if (swap_shared <= now_shared) continue;
     // The absorber's root op and the activations fused into it before the add (one op per
-    // post-op), moved to just before the producer's root op.
-    std::vector<size_t> from = members[a];
-    from.resize(static_cast<size_t>(bin - absorber.post_ops.begin()) + 1);
+    // post-op), moved to just before the producer's root op (which fuse() required to be
+    // earlier).
+    std::vector<size_t> from(members[a].begin(), members[a].begin() + static_cast<std::ptrdiff_t>(kept + 1));
     std::sort(from.begin(), from.end());
     if (from.front() > members[p].front()) moves.emplace_back(std::move(from), members[p].front());
   }

@@ -121,6 +121,32 @@ TEST(CompileProgram, WinogradResNet18MatchesPyTorch) {
   check_cases("resnet18", [&](const std::vector<Tensor>& in) { return ember::testing::run_model(ep.models[0], in); });
 }
 
+// A linear whose [2, 1, 4] output is broadcast by an add into a [2, 3, 4] operand: the engine
+// must compute the broadcast sum, as the reference kernels do (the add cannot become a
+// post-op of the linear, whose output is smaller than the sum).
+TEST(CompileProgram, AddBroadcastingAnOpsOwnOutputMatchesTheReference) {
+  using ember::testing::T;
+  ember::testing::ModelBuilder b;
+  b.input("x", {2, 1, 8});
+  b.input("y", {2, 3, 4});
+  std::string w = b.param("l.weight", ember::testing::random_tensor({4, 8}, 1));
+  b.node("torch.ops.aten.relu.default", {{"self", T("y")}}, {{"r", {2, 3, 4}}});
+  b.node("torch.ops.aten.linear.default", {{"input", T("x")}, {"weight", T(w)}}, {{"lin", {2, 1, 4}}});
+  b.node("torch.ops.aten.add.Tensor", {{"self", T("lin")}, {"other", T("r")}}, {{"s", {2, 3, 4}}});
+  b.output("s");
+  Pt2Archive input;
+  input.root = "broadcast_add";
+  input.models.push_back(b.finish());
+  CompileOptions o = fast_options();
+  o.min_block_size = 1;
+  Pt2Archive ep = compile_program(input, o, nullptr);
+  std::vector<Tensor> in = {ember::testing::random_tensor({2, 1, 8}, 2), ember::testing::random_tensor({2, 3, 4}, 3)};
+  std::vector<Tensor> want = ember::testing::run_model(input.models[0], in);
+  std::vector<Tensor> got = ember::testing::run_model(ep.models[0], in);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(all_close(got[0], want[0], 1e-5, 1e-5));
+}
+
 TEST(CompileStandalone, ListsEveryUnsupportedNode) {
   Pt2Archive input = read_pt2(data_file("mlp_pytree.pt2"));
   CompileOptions o = fast_options();

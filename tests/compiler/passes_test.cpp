@@ -126,8 +126,16 @@ TEST(Fusion, ResidualBlockFusesIntoTwoConvs) {
 
 // A downsampling ResNet block (3x3 stride 2, 3x3; 1x1 stride 2 on the shortcut) and, when
 // `second_block`, a plain block after it. PyTorch's order: the block's second convolution,
-// then the shortcut's 1x1, then the add.
-Pt2Model downsample_blocks(bool second_block) {
+// then the shortcut's 1x1, then the add. Variants: a ReLU on the shortcut before the add
+// (`shortcut_relu`); the shortcut reading a copy of the block input that is computed after
+// the second convolution (`late_shortcut_input`).
+struct BlockVariant {
+  bool second_block = true;
+  bool shortcut_relu = false;
+  bool late_shortcut_input = false;
+};
+
+Pt2Model downsample_blocks(BlockVariant v) {
   ModelBuilder b;
   b.input("x", {1, 4, 6, 6});
   auto conv = [&](const std::string& in, const std::string& w, int64_t stride, int64_t pad, const std::string& out) {
@@ -140,10 +148,20 @@ Pt2Model downsample_blocks(bool second_block) {
   conv("a", b.param("c1.weight", random_tensor({8, 4, 3, 3}, 21)), 2, 1, "c1");
   b.node("torch.ops.aten.relu_.default", {{"self", T("c1")}}, {{"r1", s}});
   conv("r1", b.param("c2.weight", random_tensor({8, 8, 3, 3}, 22)), 1, 1, "c2");
-  conv("a", b.param("down.weight", random_tensor({8, 4, 1, 1}, 23)), 2, 0, "down");
-  b.node("torch.ops.aten.add_.Tensor", {{"self", T("c2")}, {"other", T("down")}}, {{"s1", s}});
+  std::string shortcut_in = "a";
+  if (v.late_shortcut_input) {
+    b.node("torch.ops.aten.relu.default", {{"self", T("a")}}, {{"a2", {1, 4, 6, 6}}});
+    shortcut_in = "a2";
+  }
+  conv(shortcut_in, b.param("down.weight", random_tensor({8, 4, 1, 1}, 23)), 2, 0, "down");
+  std::string shortcut = "down";
+  if (v.shortcut_relu) {
+    b.node("torch.ops.aten.relu.default", {{"self", T("down")}}, {{"down_r", s}});
+    shortcut = "down_r";
+  }
+  b.node("torch.ops.aten.add_.Tensor", {{"self", T("c2")}, {"other", T(shortcut)}}, {{"s1", s}});
   b.node("torch.ops.aten.relu_.default", {{"self", T("s1")}}, {{"o1", s}});
-  if (!second_block) {
+  if (!v.second_block) {
     b.output("o1");
     return b.finish();
   }
@@ -170,27 +188,43 @@ size_t position(const LoweredEngine& le, const std::string& root) {
 TEST(Fusion, ResidualAddGoesWhereItsKernelIsShared) {
   // With a second block, the add goes into c2 (c2 + add + relu is c4 + add + relu, one
   // kernel); the shortcut's 1x1 runs before c2 and keeps no add.
-  LoweredEngine le = lower_all(downsample_blocks(true));
-  const cpu::FusedOp& c2 = op_named(le, "c2");
-  const cpu::FusedOp& down = op_named(le, "down");
-  const cpu::FusedOp& c4 = op_named(le, "c4");
-  EXPECT_TRUE(down.post_ops.empty());
-  EXPECT_LT(position(le, "down"), position(le, "c2"));
-  ASSERT_EQ(c2.post_ops.size(), 2u);
-  EXPECT_EQ(c2.post_ops[0].kind, cpu::PostOp::Kind::kSum);
-  EXPECT_EQ(c2.post_ops[0].value, down.outputs[0]);
-  EXPECT_EQ(c2.post_ops[1].alg, "relu");
-  ASSERT_EQ(c4.post_ops.size(), 2u);
-  EXPECT_EQ(c4.post_ops[0].kind, cpu::PostOp::Kind::kSum);
-  EXPECT_EQ(c2.attrs, c4.attrs);
-  EXPECT_EQ(le.graph.values[c2.outputs[0]].name, "o1");
+  for (bool shortcut_relu : {false, true}) {
+    SCOPED_TRACE(shortcut_relu ? "ReLU on the shortcut" : "plain shortcut");
+    LoweredEngine le = lower_all(downsample_blocks({.shortcut_relu = shortcut_relu}));
+    const cpu::FusedOp& c2 = op_named(le, "c2");
+    const cpu::FusedOp& down = op_named(le, "down");
+    const cpu::FusedOp& c4 = op_named(le, "c4");
+    // The shortcut keeps its own ReLU, moved with it.
+    ASSERT_EQ(down.post_ops.size(), shortcut_relu ? 1u : 0u);
+    if (shortcut_relu) {
+      EXPECT_EQ(down.post_ops[0].alg, "relu");
+    }
+    EXPECT_LT(position(le, "down"), position(le, "c2"));
+    ASSERT_EQ(c2.post_ops.size(), 2u);
+    EXPECT_EQ(c2.post_ops[0].kind, cpu::PostOp::Kind::kSum);
+    EXPECT_EQ(c2.post_ops[0].value, down.outputs[0]);
+    EXPECT_EQ(c2.post_ops[1].alg, "relu");
+    EXPECT_EQ(le.graph.values[c2.outputs[0]].name, "o1");
+    // c4 sums into c2's output with the same post-ops.
+    ASSERT_EQ(c4.post_ops.size(), 2u);
+    EXPECT_EQ(c4.post_ops[0].kind, cpu::PostOp::Kind::kSum);
+    EXPECT_EQ(c4.post_ops[0].value, c2.outputs[0]);
+    EXPECT_EQ(c4.post_ops[1].alg, "relu");
+  }
 
   // Alone, the block has nothing to share a kernel with: the add stays with the later op.
-  LoweredEngine alone = lower_all(downsample_blocks(false));
+  LoweredEngine alone = lower_all(downsample_blocks({.second_block = false}));
   EXPECT_TRUE(op_named(alone, "c2").post_ops.empty());
   ASSERT_EQ(op_named(alone, "down").post_ops.size(), 2u);
   EXPECT_EQ(op_named(alone, "down").post_ops[0].kind, cpu::PostOp::Kind::kSum);
   EXPECT_LT(position(alone, "c2"), position(alone, "down"));
+
+  // The shortcut reads a value computed after c2: it cannot move ahead of c2, so the add
+  // stays with it.
+  LoweredEngine late = lower_all(downsample_blocks({.late_shortcut_input = true}));
+  EXPECT_TRUE(op_named(late, "c2").post_ops.empty());
+  ASSERT_EQ(op_named(late, "down").post_ops.size(), 2u);
+  EXPECT_LT(position(late, "c2"), position(late, "down"));
 }
 
 TEST(Fusion, BroadcastOperandUsesBinaryAdd) {
@@ -218,6 +252,24 @@ TEST(Fusion, OperandReadByTheConvItselfIsNotSummedInPlace) {
   ASSERT_EQ(le.graph.ops.size(), 2u);
   ASSERT_EQ(le.graph.ops[1].post_ops.size(), 1u);
   EXPECT_EQ(le.graph.ops[1].post_ops[0].kind, cpu::PostOp::Kind::kBinaryAdd);
+}
+
+TEST(Fusion, AddThatBroadcastsTheOpsOwnOutputIsNotFused) {
+  // linear -> [2, 1, 4], added to a [2, 3, 4] operand: the sum has the operand's shape, not
+  // the linear's, so the linear cannot absorb the add (post-ops keep the op's shape).
+  ModelBuilder b;
+  b.input("x", {2, 1, 8});
+  b.input("y", {2, 3, 4});
+  std::string w = b.param("l.weight", random_tensor({4, 8}, 1));
+  b.node("torch.ops.aten.relu.default", {{"self", T("y")}}, {{"r", {2, 3, 4}}});
+  b.node("torch.ops.aten.linear.default", {{"input", T("x")}, {"weight", T(w)}}, {{"lin", {2, 1, 4}}});
+  b.node("torch.ops.aten.add.Tensor", {{"self", T("lin")}, {"other", T("r")}}, {{"s", {2, 3, 4}}});
+  b.output("s");
+  LoweredEngine le = lower_all(b.finish());
+  ASSERT_EQ(le.graph.ops.size(), 3u);
+  EXPECT_EQ(le.graph.ops[1].op, "linear");
+  EXPECT_TRUE(le.graph.ops[1].post_ops.empty());
+  EXPECT_EQ(le.graph.ops[2].op, "binary");
 }
 
 TEST(Fusion, OutputReadOutsideStopsFusion) {
