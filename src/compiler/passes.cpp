@@ -155,6 +155,31 @@ std::string kernel_key(const cpu::EngineGraph& eg, const cpu::FusedOp& op) {
   return key;
 }
 
+// Moves the ops at positions `from` (ascending) to just before position `to`, keeping their
+// order, when that is legal: every value they read, other than each other's outputs, is
+// produced before `to`. Returns whether it moved them.
+bool move_before(cpu::EngineGraph& eg, const std::vector<size_t>& from, size_t to) {
+  auto moving = [&](size_t k) { return std::binary_search(from.begin(), from.end(), k); };
+  std::set<int> moved_outputs;
+  for (size_t f : from) moved_outputs.insert(eg.ops[f].outputs.begin(), eg.ops[f].outputs.end());
+  for (size_t f : from) {
+    std::vector<int> reads = eg.ops[f].inputs;
+    for (const cpu::PostOp& q : eg.ops[f].post_ops)
+      if (q.value >= 0) reads.push_back(q.value);
+    for (int v : reads) {
+      if (moved_outputs.count(v)) continue;
+      for (size_t k = to; k < eg.ops.size(); ++k)
+        if (!moving(k) && std::count(eg.ops[k].outputs.begin(), eg.ops[k].outputs.end(), v)) return false;
+    }
+  }
+  std::vector<cpu::FusedOp> moved, rest;
+  for (size_t k = 0; k < eg.ops.size(); ++k) (moving(k) ? moved : rest).push_back(std::move(eg.ops[k]));
+  rest.insert(rest.begin() + static_cast<std::ptrdiff_t>(to), std::make_move_iterator(moved.begin()),
+              std::make_move_iterator(moved.end()));
+  eg.ops = std::move(rest);
+  return true;
+}
+
 // A residual add whose operands both come from ops that can absorb it (a ResNet block with a
 // downsample branch: the block's last convolution and the branch's 1x1 convolution) is fused
 // by fuse() into whichever of the two runs later. Here it goes instead to the one whose fused
@@ -181,8 +206,6 @@ bool place_one_residual_add(cpu::EngineGraph& eg) {
   };
   auto absorbs = [](const cpu::FusedOp& op) { return op.op == "conv2d" || op.op == "linear" || op.op == "matmul"; };
   auto binary = [](const cpu::PostOp& p) { return p.kind != cpu::PostOp::Kind::kEltwise; };
-  // (positions in eg.ops of the ops to move, ascending; the position to move them to)
-  std::vector<std::pair<std::vector<size_t>, size_t>> moves;
   for (size_t a = 0; a < n; ++a) {
     const cpu::FusedOp& absorber = trial.ops[a];
     auto bin = std::find_if(absorber.post_ops.begin(), absorber.post_ops.end(), binary);
@@ -225,34 +248,7 @@ bool place_one_residual_add(cpu::EngineGraph& eg) {
     // earlier).
     std::vector<size_t> from(members[a].begin(), members[a].begin() + static_cast<std::ptrdiff_t>(kept + 1));
     std::sort(from.begin(), from.end());
-    if (from.front() > members[p].front()) moves.emplace_back(std::move(from), members[p].front());
-  }
-  for (const auto& [from, to] : moves) {
-    // Legal when every value the moved ops read, other than each other's outputs, exists
-    // before `to`.
-    std::set<int> moved_outputs;
-    for (size_t f : from) moved_outputs.insert(eg.ops[f].outputs.begin(), eg.ops[f].outputs.end());
-    bool legal = true;
-    for (size_t f : from) {
-      std::vector<int> reads = eg.ops[f].inputs;
-      for (const cpu::PostOp& q : eg.ops[f].post_ops)
-        if (q.value >= 0) reads.push_back(q.value);
-      for (int v : reads) {
-        if (moved_outputs.count(v)) continue;
-        for (size_t k = to; k < eg.ops.size(); ++k)
-          if (std::find(from.begin(), from.end(), k) == from.end() &&
-              std::count(eg.ops[k].outputs.begin(), eg.ops[k].outputs.end(), v))
-            legal = false;
-      }
-    }
-    if (!legal) continue;
-    std::vector<cpu::FusedOp> moved, rest;
-    for (size_t k = 0; k < eg.ops.size(); ++k)
-      (std::find(from.begin(), from.end(), k) != from.end() ? moved : rest).push_back(std::move(eg.ops[k]));
-    rest.insert(rest.begin() + static_cast<std::ptrdiff_t>(to), std::make_move_iterator(moved.begin()),
-                std::make_move_iterator(moved.end()));
-    eg.ops = std::move(rest);
-    return true;
+    if (from.front() > members[p].front() && move_before(eg, from, members[p].front())) return true;
   }
   return false;
 }
